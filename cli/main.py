@@ -1,0 +1,47 @@
+"""Entry point of the ``autopanoptic`` command.
+
+Every command is registered here. Errors the library raises for bad input
+(:class:`autopanoptic.errors.AutopanopticError`, and ``OSError`` / ``ValueError`` from file
+handling) reach the user as one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from autopanoptic import __version__
+from autopanoptic.errors import AutopanopticError
+
+
+class _FriendlyGroup(click.Group):
+    """A click group that turns library errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (AutopanopticError, OSError, ValueError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            click.echo(f"error: {msg}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="autopanoptic")
+def main() -> None:
+    """autopanoptic: one-shot architecture search for panoptic segmentation."""
+
+
+def _register() -> None:
+    # One line per command module. Imports are inside so that `autopanoptic --help` stays fast and
+    # a command's heavy dependencies (torch) load only when that command runs.
+    pass
+
+
+_register()
