@@ -41,6 +41,9 @@ def main() -> None:
 def _register() -> None:
     # One line per command module. Imports are inside so that `autopanoptic --help` stays fast and
     # a command's heavy dependencies (torch) load only when that command runs.
+    from autopanoptic_cli.demo import demo
+
+    main.add_command(demo)
     pass
 
 

@@ -1,0 +1,254 @@
+"""The search loop: the only place in the search core with side effects.
+
+:func:`run` drives a policy: ``ask`` a batch, evaluate the architectures not evaluated before (one
+call of ``evaluate`` per batch), ``tell`` the fitnesses, until ``done``. With ``journal=path`` every
+evaluation is appended to a JSON-lines file as it happens (flushed and fsynced); running again with
+the same journal replays the recorded fitnesses instead of calling ``evaluate`` and continues, so
+an interrupted search ends with exactly the result an uninterrupted one would have given.
+
+Journal format (version 1): the first line is a header
+``{"format": "autopanoptic-search-journal", "version": 1, "space": ..., "space_fingerprint": ...,
+"policy": {...settings...}, "seed": ...}``; every further line is one evaluation
+``{"n": 0, "arch": [...], "fitness": 0.43}`` with ``n`` counting from 0.
+
+>>> from autopanoptic.search.spaces import nas_bench_macro
+>>> from autopanoptic.search.policies import RandomSearch
+>>> result = run(RandomSearch(budget=5), nas_bench_macro(), lambda archs: [float(sum(a)) for a in archs],
+...              seed=0, progress=False)
+>>> result.n_evaluations, result.best_fitness == max(f for _, f in result.history)
+(5, True)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from autopanoptic.errors import JournalError
+from autopanoptic.io import atomic_write_text
+from autopanoptic.search.policies.base import Policy, check_seed
+from autopanoptic.search.scoreboard import FitnessError, _check_fitnesses
+from autopanoptic.search.space import Arch, SearchSpace
+
+__all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "journal_header", "read_journal", "run"]
+
+JOURNAL_FORMAT = "autopanoptic-search-journal"
+JOURNAL_VERSION = 1
+
+Evaluate = Callable[[list[Arch]], Sequence[float]]
+
+
+@attrs.frozen
+class SearchResult:
+    """What a search ended with.
+
+    Attributes:
+        best: the policy's chosen architecture (``policy.best(state)``).
+        best_fitness: its fitness if it was evaluated during the search, else ``None`` (path-priority's
+            composite may never have been evaluated).
+        history: every distinct evaluation ``(arch, fitness)`` in order.
+        n_evaluations: ``len(history)``: distinct architectures evaluated.
+        state: the policy's final state (e.g. for ``PathPriority.top_k(state, k)``).
+    """
+
+    best: Arch | None
+    best_fitness: float | None
+    history: tuple[tuple[Arch, float], ...]
+    n_evaluations: int
+    state: Any
+
+
+def journal_header(policy: Policy, space: SearchSpace, seed: int) -> dict[str, Any]:
+    """The header line identifying a run: format, space, policy settings and seed."""
+    return {
+        "format": JOURNAL_FORMAT,
+        "version": JOURNAL_VERSION,
+        "space": space.name,
+        "space_fingerprint": space.fingerprint(),
+        "policy": policy.to_json(),
+        "seed": int(seed),
+    }
+
+
+def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tuple[Arch, float]]]:
+    """Read a journal: its header and its evaluations in order.
+
+    Raises :class:`~autopanoptic.errors.JournalError` naming the file and line on any corruption.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise JournalError(f"{path}: no such journal") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JournalError(f"{path}: not a search journal (not UTF-8 text); move it away or choose another path") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        raise JournalError(
+            f"{path}: last line {len(lines)} is incomplete (interrupted write?); delete that line to resume"
+        )
+    if not lines:
+        raise JournalError(f"{path}: empty journal")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+        raise JournalError(f"{path}: not a search journal (bad header line); move it away or choose another path")
+    if header.get("version") != JOURNAL_VERSION:
+        raise JournalError(f"{path}: journal version {header.get('version')!r}, this code reads {JOURNAL_VERSION}")
+    entries: list[tuple[Arch, float]] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        try:
+            obj = json.loads(line)
+            n, arch, fit = obj["n"], obj["arch"], obj["fitness"]
+            if n != len(entries) or not isinstance(arch, list) or not all(type(c) is int for c in arch):
+                raise ValueError
+            fit = float(fit)
+            if not math.isfinite(fit):
+                raise ValueError
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise JournalError(f"{path}: line {lineno} is not a valid evaluation record; the journal is corrupt") from None
+        entries.append((tuple(arch), fit))
+    return header, entries
+
+
+class _Journal:
+    """Appends evaluation records, each flushed and fsynced."""
+
+    def __init__(self, path: Path, start: int):
+        self.path = path
+        self.n = start
+        self._f = open(path, "a", encoding="utf-8")
+
+    def append(self, arch: Arch, fitness: float) -> None:
+        self._f.write(json.dumps({"n": self.n, "arch": list(arch), "fitness": fitness}) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.n += 1
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _open_journal(path: Path, header: dict[str, Any]) -> list[tuple[Arch, float]]:
+    """Existing evaluations of a matching journal, or [] after creating a new one."""
+    if not path.exists() or path.stat().st_size == 0:
+        atomic_write_text(path, json.dumps(header) + "\n")
+        return []
+    found, entries = read_journal(path)
+    for key in ("space_fingerprint", "policy", "seed"):
+        if found.get(key) != header[key]:
+            raise JournalError(
+                f"{path}: journal belongs to another run ({key} {found.get(key)!r} != {header[key]!r}); "
+                "use a new journal path or the original settings"
+            )
+    return entries
+
+
+def run(
+    policy: Policy,
+    space: SearchSpace,
+    evaluate: Evaluate,
+    *,
+    seed: int,
+    journal: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Run ``policy`` on ``space`` until it is done.
+
+    Args:
+        policy: any object with the policy interface (``init / ask / tell / done / best``).
+        space: the search space.
+        evaluate: ``evaluate(archs) -> fitnesses`` for a whole batch (higher is better, finite).
+            Architectures evaluated before in this run are answered from a cache, never re-evaluated.
+        seed: a non-negative int; the same seed gives the same proposals in any process.
+        journal: optional JSON-lines file; created if missing, resumed if it matches this run.
+        progress: show a tqdm bar (ETA, distinct evaluations, best fitness so far).
+
+    Raises:
+        JournalError: the journal is corrupt or belongs to another space / policy / seed (it is
+            left untouched).
+        FitnessError: ``evaluate`` returned the wrong number of values or a non-finite one.
+    """
+    from tqdm.auto import tqdm
+
+    seed = check_seed(seed)
+    state = policy.init(space, seed)
+    replay: list[tuple[Arch, float]] = []
+    writer: _Journal | None = None
+    if journal is not None:
+        path = Path(journal)
+        replay = _open_journal(path, journal_header(policy, space, seed))
+        writer = _Journal(path, len(replay))
+    cache: dict[Arch, float] = {}
+    history: list[tuple[Arch, float]] = []
+    best_seen: float | None = None
+    total = getattr(policy, "max_proposals", None)
+    bar = tqdm(total=total(space) if total else None, disable=not progress, unit="arch", desc=type(policy).__name__)
+    try:
+        while not policy.done(state):
+            archs, state = policy.ask(state)
+            archs = tuple(space.validate(a) for a in archs)
+            new: list[Arch] = []
+            for a in archs:
+                if a not in cache and a not in new:
+                    new.append(a)
+            to_eval: list[Arch] = []
+            for a in new:
+                i = len(history)
+                if i < len(replay):
+                    if replay[i][0] != a:
+                        raise JournalError(
+                            f"{journal}: evaluation {i} in the journal is {list(replay[i][0])} but this run "
+                            f"proposes {list(a)}; the journal belongs to another run or code version"
+                        )
+                    cache[a] = replay[i][1]
+                    history.append(replay[i])
+                else:
+                    to_eval.append(a)
+                    history.append((a, math.nan))  # placeholder, filled below
+            if to_eval:
+                fits = _check_fitnesses(evaluate(list(to_eval)))
+                if len(fits) != len(to_eval):
+                    raise FitnessError(f"evaluate returned {len(fits)} fitnesses for {len(to_eval)} architectures")
+                start = len(history) - len(to_eval)
+                for k, (a, f) in enumerate(zip(to_eval, fits)):
+                    cache[a] = f
+                    history[start + k] = (a, f)
+                    if writer is not None:
+                        writer.append(a, f)
+            fitnesses = [cache[a] for a in archs]
+            state = policy.tell(state, archs, fitnesses)
+            if fitnesses:
+                top = max(fitnesses)
+                best_seen = top if best_seen is None else max(best_seen, top)
+            bar.update(len(archs))
+            bar.set_postfix(evals=len(history), best=f"{best_seen:.4g}" if best_seen is not None else "-")
+    finally:  # a batch whose evaluation failed was never journaled: a resume evaluates it again
+        bar.close()
+        if writer is not None:
+            writer.close()
+    if len(history) < len(replay):
+        raise JournalError(
+            f"{journal}: the journal holds {len(replay)} evaluations but this run needs only {len(history)}; "
+            "it belongs to another run"
+        )
+    best = policy.best(state)
+    return SearchResult(
+        best=best,
+        best_fitness=cache.get(best) if best is not None else None,
+        history=tuple(history),
+        n_evaluations=len(history),
+        state=state,
+    )
