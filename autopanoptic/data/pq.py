@@ -1,0 +1,481 @@
+"""Panoptic quality (PQ), computed exactly as the COCO panoptic API does, and fast.
+
+Rules (SPEC.md section 4), per category:
+
+- a predicted and a ground-truth segment of the same category match when IoU > 0.5 (so matches
+  are unique); the union leaves out the prediction's pixels on ground-truth void;
+- crowd ground-truth segments are never matched and never false negatives;
+- an unmatched prediction is not a false positive when more than half of it lies on void or on
+  the crowd region of its category (the last crowd segment of that category listed in the
+  image's ``segments_info``, as the API does);
+- PQ = sum IoU / (TP + FP/2 + FN/2), SQ = sum IoU / TP, RQ = TP / (TP + FP/2 + FN/2); All,
+  Things and Stuff average over categories with TP + FP + FN > 0 (``n``; ``n = 0`` gives 0.0);
+- ground-truth areas come from the JSON, predicted areas from the prediction's pixels.
+
+Two forms: :func:`pq_stats` works on in-memory segment maps and returns :class:`PQStats`, which
+add across images and processes; :func:`pq_compute` reads JSON + PNG folders like the API.
+
+>>> import numpy as np
+>>> from autopanoptic.data.format import CategoryMap
+>>> cats = CategoryMap.from_json([{"id": 1, "name": "a", "isthing": 1}])
+>>> gt = np.array([[1, 1], [1, 0]]); pred = np.array([[5, 5], [0, 0]])
+>>> st = pq_stats(gt, [{"id": 1, "category_id": 1, "area": 3, "iscrowd": 0}],
+...               pred, [{"id": 5, "category_id": 1}], cats)
+>>> st.tp.tolist(), st.fp.tolist(), st.fn.tolist(), round(float(st.iou[0]), 4)
+([1], [0], [0], 0.6667)
+>>> st.summary()["All"]["n"]
+1
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from autopanoptic.data.format import CategoryMap, read_panoptic_png, validate_panoptic_json
+from autopanoptic.errors import DataError
+
+__all__ = ["PQStats", "pq_stats", "pq_compute", "pq_compute_stats", "format_pq_table", "segments_from_labels"]
+
+GROUPS = (("All", None), ("Things", True), ("Stuff", False))
+
+
+def _as_category_map(categories: CategoryMap | Iterable[Mapping[str, Any]]) -> CategoryMap:
+    if isinstance(categories, CategoryMap):
+        return categories
+    return CategoryMap.from_json(categories)
+
+
+@attrs.frozen(eq=False)
+class PQStats:
+    """Per-category PQ statistics: ``tp``, ``fp``, ``fn`` (int64) and ``iou`` sums (float64).
+
+    Arrays follow ``category_ids`` (the order of the dataset's ``categories``). Stats add with
+    ``+`` (across images, batches, processes) and convert to / from one flat ``float64`` array
+    for ``torch.distributed.all_reduce`` (counts stay exact below 2**53).
+
+    >>> cats = CategoryMap.from_json([{"id": 3, "name": "x", "isthing": 0}])
+    >>> a = PQStats.zeros(cats)
+    >>> b = PQStats.from_array(a.to_array() + 1, cats)
+    >>> (a + b + b).tp.tolist(), (a + b).summary()["Stuff"]["pq"]
+    ([2], 0.5)
+    """
+
+    category_ids: tuple[int, ...] = attrs.field(converter=lambda v: tuple(int(x) for x in v))
+    isthing: tuple[bool, ...] = attrs.field(converter=lambda v: tuple(bool(x) for x in v))
+    tp: np.ndarray = attrs.field(converter=lambda a: np.asarray(a, dtype=np.int64))
+    fp: np.ndarray = attrs.field(converter=lambda a: np.asarray(a, dtype=np.int64))
+    fn: np.ndarray = attrs.field(converter=lambda a: np.asarray(a, dtype=np.int64))
+    iou: np.ndarray = attrs.field(converter=lambda a: np.asarray(a, dtype=np.float64))
+
+    def __attrs_post_init__(self) -> None:
+        n = len(self.category_ids)
+        if len(self.isthing) != n or any(a.shape != (n,) for a in (self.tp, self.fp, self.fn, self.iou)):
+            raise DataError(f"PQStats: every array must have shape ({n},), one entry per category")
+        for a in (self.tp, self.fp, self.fn, self.iou):
+            a.setflags(write=False)
+
+    @classmethod
+    def zeros(cls, categories: CategoryMap | Iterable[Mapping[str, Any]]) -> "PQStats":
+        """Empty statistics for ``categories`` (a :class:`CategoryMap` or the JSON list)."""
+        cm = _as_category_map(categories)
+        n = len(cm.ids)
+        return cls(cm.ids, cm.isthing, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
+
+    def _check_same(self, other: "PQStats") -> None:
+        if self.category_ids != other.category_ids or self.isthing != other.isthing:
+            raise DataError("cannot add PQStats of different category lists")
+
+    def __add__(self, other: "PQStats") -> "PQStats":
+        if not isinstance(other, PQStats):
+            return NotImplemented
+        self._check_same(other)
+        return PQStats(self.category_ids, self.isthing, self.tp + other.tp, self.fp + other.fp,
+                       self.fn + other.fn, self.iou + other.iou)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PQStats):
+            return NotImplemented
+        return (self.category_ids == other.category_ids and self.isthing == other.isthing
+                and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in ("tp", "fp", "fn", "iou")))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_array(self) -> np.ndarray:
+        """One flat ``float64`` array ``[tp, fp, fn, iou]`` (length ``4 * n_categories``)."""
+        return np.concatenate([self.tp, self.fp, self.fn, self.iou]).astype(np.float64)
+
+    @classmethod
+    def from_array(cls, array: Any, categories: CategoryMap | Iterable[Mapping[str, Any]]) -> "PQStats":
+        """Inverse of :meth:`to_array` (accepts anything ``numpy.asarray`` takes, e.g. a CPU tensor)."""
+        cm = _as_category_map(categories)
+        n = len(cm.ids)
+        a = np.asarray(array, dtype=np.float64).reshape(-1)
+        if a.shape != (4 * n,):
+            raise DataError(f"PQStats array must have length {4 * n} (4 x {n} categories), got {a.shape[0]}")
+        counts = a[: 3 * n]
+        if np.any(counts != np.round(counts)):
+            raise DataError("PQStats array holds non-integer tp/fp/fn counts")
+        return cls(cm.ids, cm.isthing, a[:n], a[n : 2 * n], a[2 * n : 3 * n], a[3 * n :])
+
+    def per_class(self) -> dict[int, dict[str, float]]:
+        """``{category id: {pq, sq, rq, tp, fp, fn, iou}}``; 0.0 scores where TP + FP + FN = 0."""
+        out = {}
+        for k, cid in enumerate(self.category_ids):
+            tp, fp, fn, iou = int(self.tp[k]), int(self.fp[k]), int(self.fn[k]), float(self.iou[k])
+            if tp + fp + fn == 0:
+                pq = sq = rq = 0.0
+            else:
+                denom = tp + 0.5 * fp + 0.5 * fn
+                pq, sq, rq = iou / denom, (iou / tp if tp else 0.0), tp / denom
+            out[cid] = {"pq": pq, "sq": sq, "rq": rq, "tp": tp, "fp": fp, "fn": fn, "iou": iou}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """``{"All"|"Things"|"Stuff": {pq, sq, rq, n}, "per_class": {...}}``, scores in [0, 1].
+
+        The shape of the COCO panoptic API's ``pq_compute`` result. A group with no category that
+        has TP + FP + FN > 0 reports ``n = 0`` and zero scores.
+        """
+        per = self.per_class()
+        out: dict[str, Any] = {}
+        for name, want in GROUPS:
+            pq = sq = rq = 0.0
+            n = 0
+            for k, cid in enumerate(self.category_ids):
+                if want is not None and self.isthing[k] != want:
+                    continue
+                c = per[cid]
+                if c["tp"] + c["fp"] + c["fn"] == 0:
+                    continue
+                n += 1
+                pq += c["pq"]
+                sq += c["sq"]
+                rq += c["rq"]
+            out[name] = {"pq": pq / n if n else 0.0, "sq": sq / n if n else 0.0, "rq": rq / n if n else 0.0, "n": n}
+        out["per_class"] = per
+        return out
+
+
+def _lookup(ids_map: np.ndarray, seg_ids: np.ndarray, *, what: str, source: str) -> np.ndarray:
+    """Index of every pixel's id in ``[0] + seg_ids`` (sorted); error on ids not listed."""
+    keys = np.concatenate([[0], seg_ids]).astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    skeys = keys[order]
+    pos = np.searchsorted(skeys, ids_map)
+    np.minimum(pos, len(skeys) - 1, out=pos)
+    found = skeys[pos]
+    if not np.array_equal(found, ids_map):
+        bad = np.unique(ids_map[found != ids_map])
+        raise DataError(
+            f"{source}: {what} PNG has segment id(s) {bad[:5].tolist()} absent from segments_info"
+        )
+    return order[pos]
+
+
+def _segment_arrays(segments: Sequence[Mapping[str, Any]], cat_pos: dict[int, int], *, what: str, source: str):
+    try:
+        ids = np.array([int(s["id"]) for s in segments], dtype=np.int64)
+        cats = [s["category_id"] for s in segments]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{source}: every {what} segment needs an integer 'id' and a 'category_id'") from None
+    if len(set(ids.tolist())) != len(ids):
+        raise DataError(f"{source}: {what} segments_info has duplicate segment ids")
+    if len(ids) and (ids.min() <= 0):
+        raise DataError(f"{source}: {what} segment id 0 (void) or negative in segments_info")
+    try:
+        cidx = np.array([cat_pos[c] for c in cats], dtype=np.int64)
+    except (KeyError, TypeError):
+        bad = next(c for c in cats if not isinstance(c, int) or c not in cat_pos)
+        raise DataError(f"{source}: {what} segment has unknown category {bad!r}") from None
+    return ids, cidx
+
+
+def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, fn, iou_sum, source) -> None:
+    gt_map = np.asarray(gt_map)
+    pred_map = np.asarray(pred_map)
+    if gt_map.ndim != 2 or gt_map.shape != pred_map.shape:
+        raise DataError(
+            f"{source}: ground truth {gt_map.shape} and prediction {pred_map.shape} maps differ in size"
+        )
+    gt_ids, gt_cat = _segment_arrays(gt_segments, cat_pos, what="ground-truth", source=source)
+    pr_ids, pr_cat = _segment_arrays(pred_segments, cat_pos, what="predicted", source=source)
+    gi = _lookup(gt_map.astype(np.int64, copy=False).ravel(), gt_ids, what="ground-truth", source=source)
+    pi = _lookup(pred_map.astype(np.int64, copy=False).ravel(), pr_ids, what="predicted", source=source)
+    ng, npr = len(gt_ids) + 1, len(pr_ids) + 1
+    counts = np.bincount(gi * npr + pi, minlength=ng * npr).reshape(ng, npr)
+    gt_pix = counts.sum(axis=1)[1:]
+    pr_area = counts.sum(axis=0)[1:]
+    if np.any(gt_pix == 0):
+        bad = gt_ids[gt_pix == 0][:5].tolist()
+        raise DataError(f"{source}: ground-truth segment(s) {bad} in segments_info are absent from the PNG")
+    if np.any(pr_area == 0):
+        bad = pr_ids[pr_area == 0][:5].tolist()
+        raise DataError(f"{source}: predicted segment(s) {bad} in segments_info are absent from the PNG")
+    crowd = np.array([int(s.get("iscrowd", 0)) == 1 for s in gt_segments], dtype=bool)
+    if all("area" in s for s in gt_segments):
+        gt_area = np.array([s["area"] for s in gt_segments])
+        if gt_area.dtype.kind not in "iuf":
+            raise DataError(f"{source}: ground-truth areas must be numbers")
+    else:
+        gt_area = gt_pix
+    inter = counts[1:, 1:]
+    on_void = counts[0, 1:]
+    # Candidate pairs: same category, ground truth not crowd, overlapping.
+    cand = (inter > 0) & (gt_cat[:, None] == pr_cat[None, :]) & ~crowd[:, None]
+    gr, pc = np.nonzero(cand)
+    gt_matched = np.zeros(len(gt_ids), dtype=bool)
+    pr_matched = np.zeros(len(pr_ids), dtype=bool)
+    if len(gr):
+        it = inter[gr, pc]
+        union = pr_area[pc] + gt_area[gr] - it - on_void[pc]
+        if np.any(union <= 0):
+            raise DataError(f"{source}: a ground-truth 'area' in the JSON is smaller than its pixels")
+        iou = it / union
+        m = iou > 0.5
+        np.add.at(tp, gt_cat[gr[m]], 1)
+        np.add.at(iou_sum, gt_cat[gr[m]], iou[m])
+        gt_matched[gr[m]] = True
+        pr_matched[pc[m]] = True
+    miss = ~gt_matched & ~crowd
+    np.add.at(fn, gt_cat[miss], 1)
+    # Unmatched predictions: ignored when > half of them is on void or on their category's crowd.
+    rest = np.nonzero(~pr_matched)[0]
+    if len(rest):
+        ignored = on_void[rest].copy()
+        crowd_row = {}
+        for k in np.nonzero(crowd)[0]:
+            crowd_row[int(gt_cat[k])] = int(k)  # the last crowd segment of a category wins
+        if crowd_row:
+            for j, p in enumerate(rest):
+                r = crowd_row.get(int(pr_cat[p]))
+                if r is not None:
+                    ignored[j] += inter[r, p]
+        fp_mask = ~(ignored / pr_area[rest] > 0.5)
+        np.add.at(fp, pr_cat[rest[fp_mask]], 1)
+
+
+def pq_stats(
+    gt_map: np.ndarray,
+    gt_segments: Sequence[Mapping[str, Any]],
+    pred_map: np.ndarray,
+    pred_segments: Sequence[Mapping[str, Any]],
+    categories: CategoryMap | Iterable[Mapping[str, Any]],
+    *,
+    source: str = "image",
+) -> PQStats:
+    """PQ statistics of one image from in-memory segment maps (no PNG round trip).
+
+    ``gt_map`` / ``pred_map``: integer ``H x W`` segment ids (0 = void). Segments are dicts with
+    ``id`` and ``category_id`` (dataset ids); ground truth also ``iscrowd`` and ``area`` (from the
+    JSON; the pixel count when any segment lacks it). Every id in a map must be listed and every
+    listed segment must have pixels, else :class:`DataError` (``source`` names the image in it).
+
+    >>> cats = [{"id": 1, "name": "a", "isthing": 1}, {"id": 2, "name": "b", "isthing": 0}]
+    >>> gt = np.array([[1, 2]]); pred = np.array([[0, 9]])
+    >>> s = pq_stats(gt, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2}],
+    ...              pred, [{"id": 9, "category_id": 2}], cats)
+    >>> s.summary()["Things"]["n"], s.summary()["Stuff"]["pq"]
+    (1, 1.0)
+    """
+    cm = _as_category_map(categories)
+    n = len(cm.ids)
+    tp, fp, fn = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    iou = np.zeros(n, np.float64)
+    cat_pos = {c: k for k, c in enumerate(cm.ids)}
+    _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, fn, iou, source)
+    return PQStats(cm.ids, cm.isthing, tp, fp, fn, iou)
+
+
+def segments_from_labels(segments: Iterable[Mapping[str, Any]], categories: CategoryMap) -> list[dict[str, Any]]:
+    """Turn network segments (``id``, contiguous ``label``, ``isthing``) into ``id`` + ``category_id``.
+
+    >>> cm = CategoryMap.from_json([{"id": 4, "name": "a", "isthing": 1}, {"id": 9, "name": "s", "isthing": 0}])
+    >>> segments_from_labels([{"id": 1, "label": 0, "isthing": False, "score": 0.9}], cm)
+    [{'id': 1, 'category_id': 9, 'isthing': False, 'score': 0.9}]
+    """
+    out = []
+    for s in segments:
+        d = {k: v for k, v in s.items() if k != "label"}
+        d["id"] = int(s["id"])
+        d["category_id"] = categories.to_category_id(int(s["label"]), bool(s["isthing"]))
+        out.append({"id": d.pop("id"), "category_id": d.pop("category_id"), **d})
+    return out
+
+
+def _load_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} JSON not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: {what} JSON is not valid JSON ({e})") from None
+
+
+def _default_folder(json_path: Path) -> Path:
+    # As the COCO panoptic API: the JSON path without its extension.
+    return json_path.with_suffix("") if json_path.suffix == ".json" else Path(str(json_path).replace(".json", ""))
+
+
+def _eval_chunk(args) -> np.ndarray:
+    pairs, gt_folder, pred_folder, cat_ids = args
+    n = len(cat_ids)
+    tp, fp, fn = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    iou = np.zeros(n, np.float64)
+    cat_pos = {c: k for k, c in enumerate(cat_ids)}
+    for gt_ann, pred_ann in pairs:
+        gt_png = Path(gt_folder) / gt_ann["file_name"]
+        pred_png = Path(pred_folder) / pred_ann["file_name"]
+        gt_map = read_panoptic_png(gt_png)
+        pred_map = read_panoptic_png(pred_png)
+        source = f"{pred_png} (image {gt_ann['image_id']!r})"
+        if gt_map.shape != pred_map.shape:
+            raise DataError(f"{pred_png}: size {pred_map.shape} differs from the ground truth {gt_png} {gt_map.shape}")
+        _accumulate(gt_map, gt_ann["segments_info"], pred_map, pred_ann["segments_info"], cat_pos,
+                     tp, fp, fn, iou, source)
+    return np.concatenate([tp, fp, fn, iou.astype(np.float64)])
+
+
+def pq_compute_stats(
+    gt_json: str | os.PathLike[str],
+    pred_json: str | os.PathLike[str],
+    gt_folder: str | os.PathLike[str] | None = None,
+    pred_folder: str | os.PathLike[str] | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    kind: str | None = None,
+) -> PQStats:
+    """Like :func:`pq_compute` but return the raw :class:`PQStats`.
+
+    ``workers``: processes (default: the CPU count, at most the number of images; 1 = in this
+    process). ``kind``: ``coco`` / ``ade20k`` for the ground-truth checks (default: ``ade20k``
+    when the JSON has category 0 or string image ids, else ``coco``).
+    """
+    gt_json, pred_json = Path(gt_json), Path(pred_json)
+    gt = _load_json(gt_json, "ground-truth")
+    pred = _load_json(pred_json, "prediction")
+    if kind is None:
+        kind = _guess_kind(gt)
+    problems = validate_panoptic_json(gt, source=str(gt_json), kind=kind, first_only=True)
+    if problems:
+        raise DataError(problems[0])
+    if not isinstance(pred, dict) or not isinstance(pred.get("annotations"), list):
+        raise DataError(f"{pred_json}: not a COCO panoptic prediction JSON: needs an 'annotations' list")
+    problems = validate_panoptic_json(
+        {"annotations": pred["annotations"], "categories": gt["categories"]},
+        source=str(pred_json), kind="ade20k", first_only=True, require_images=False,
+    )
+    if problems:
+        raise DataError(problems[0])
+    gt_folder = Path(gt_folder) if gt_folder is not None else _default_folder(gt_json)
+    pred_folder = Path(pred_folder) if pred_folder is not None else _default_folder(pred_json)
+    if not gt_folder.is_dir():
+        raise DataError(f"{gt_folder}: ground-truth PNG folder not found (pass gt_folder)")
+    if not pred_folder.is_dir():
+        raise DataError(f"{pred_folder}: prediction PNG folder not found (pass pred_folder)")
+    cm = CategoryMap.from_json(gt["categories"], source=str(gt_json))
+    preds = {a["image_id"]: a for a in pred["annotations"]}
+    pairs = []
+    for a in gt["annotations"]:
+        p = preds.get(a["image_id"])
+        if p is None:
+            raise DataError(f"{pred_json}: no prediction for image {a['image_id']!r}")
+        pairs.append((a, p))
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(int(workers), len(pairs) or 1))
+    total = np.zeros(4 * len(cm.ids))
+    # Chunks of about 25 images keep the progress bar moving and the workers balanced.
+    n_chunks = max(workers, math.ceil(len(pairs) / 25)) if pairs else 0
+    chunks = [pairs[i::n_chunks] for i in range(n_chunks)] if n_chunks else []
+    jobs = [(c, str(gt_folder), str(pred_folder), cm.ids) for c in chunks if c]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(pairs), desc="PQ", unit="img")
+    try:
+        if workers == 1:
+            for job in jobs:
+                total += _eval_chunk(job)
+                if bar is not None:
+                    bar.update(len(job[0]))
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+                for job, res in zip(jobs, ex.map(_eval_chunk, jobs)):
+                    total += res
+                    if bar is not None:
+                        bar.update(len(job[0]))
+    finally:
+        if bar is not None:
+            bar.close()
+    return PQStats.from_array(total, cm)
+
+
+def _guess_kind(gt: Any) -> str:
+    try:
+        if any(int(c["id"]) == 0 for c in gt["categories"]):
+            return "ade20k"
+        if any(isinstance(im.get("id"), str) for im in gt["images"]):
+            return "ade20k"
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    return "coco"
+
+
+def pq_compute(
+    gt_json: str | os.PathLike[str],
+    pred_json: str | os.PathLike[str],
+    gt_folder: str | os.PathLike[str] | None = None,
+    pred_folder: str | os.PathLike[str] | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate predictions against ground truth in the COCO panoptic format (JSON + PNG folders).
+
+    Same arguments and meaning as the COCO panoptic API's ``pq_compute``: folders default to each
+    JSON path without ``.json``; every ground-truth image needs a prediction (extra predictions
+    are ignored). Returns ``{"All"|"Things"|"Stuff": {pq, sq, rq, n}, "per_class": {category id:
+    {pq, sq, rq, tp, fp, fn, iou}}}`` with scores as fractions. Prints nothing (see
+    :func:`format_pq_table`).
+
+    Example::
+
+        res = pq_compute("panoptic_val.json", "pred.json")
+        print(format_pq_table(res))
+    """
+    return pq_compute_stats(gt_json, pred_json, gt_folder, pred_folder, workers=workers,
+                            progress=progress, kind=kind).summary()
+
+
+def format_pq_table(results: Mapping[str, Any]) -> str:
+    """The usual table (PQ, SQ, RQ in percent, N) for a :func:`pq_compute` result.
+
+    >>> print(format_pq_table({g: {"pq": 0.5, "sq": 0.75, "rq": 2 / 3, "n": 2} for g in ("All", "Things", "Stuff")}))
+              |    PQ     SQ     RQ     N
+    --------------------------------------
+    All       |  50.0   75.0   66.7     2
+    Things    |  50.0   75.0   66.7     2
+    Stuff     |  50.0   75.0   66.7     2
+    """
+    lines = ["{:10s}| {:>5s}  {:>5s}  {:>5s} {:>5s}".format("", "PQ", "SQ", "RQ", "N"), "-" * 38]
+    for name, _ in GROUPS:
+        r = results[name]
+        lines.append("{:10s}| {:5.1f}  {:5.1f}  {:5.1f} {:5d}".format(
+            name, 100 * r["pq"], 100 * r["sq"], 100 * r["rq"], r["n"]))
+    return "\n".join(lines)
