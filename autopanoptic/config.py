@@ -1,0 +1,396 @@
+"""Run configuration: frozen attrs values, YAML load / save, presets and ``key=value`` overrides.
+
+A :class:`Config` holds everything one run needs, in sections: ``data``, ``model``, ``train``
+(supernet training), ``search``, ``retrain`` and ``eval``. It is never global: commands build one
+and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` (``tiny``,
+``paper-coco``, ``paper-ade20k``).
+
+>>> cfg = load_config("tiny", overrides=["train.lr=0.01"])
+>>> cfg.train.lr
+0.01
+>>> load_config("tiny", overrides=["train.lrr=0.01"])
+Traceback (most recent call last):
+...
+autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from autopanoptic.errors import ConfigError
+from autopanoptic.io import atomic_write_text
+
+__all__ = [
+    "PRESETS",
+    "Config",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "RetrainConfig",
+    "SearchConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "preset_path",
+    "save_config",
+]
+
+PRESETS: tuple[str, ...] = ("tiny", "paper-coco", "paper-ade20k")
+"""Names of the configuration presets shipped with the package."""
+
+
+# ---- validators -------------------------------------------------------------------------------
+def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"must be > 0, got {value!r}")
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not value >= 0:
+        raise ValueError(f"must be >= 0, got {value!r}")
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"must be strictly between 0 and 1, got {value!r}")
+
+
+def _one_of(*choices: Any):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+    return check
+
+
+def _int_tuple(value: Any) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"must be a list of integers, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"must be a list of names, got {value!r}")
+    return tuple(str(v) for v in value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _frozen_mapping(value: Any) -> tuple[tuple[str, Any], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), v) for k, v in value.items()))
+    return tuple((str(k), v) for k, v in value)
+
+
+# ---- sections ---------------------------------------------------------------------------------
+@attrs.frozen
+class DataConfig:
+    """Where the images come from and how they are split.
+
+    ``root`` is a COCO-panoptic folder (``images/``, ``panoptic/``, ``panoptic.json`` by default;
+    ``images``, ``json`` and ``pngs`` are paths relative to it); ``None``
+    generates a synthetic dataset of ``synthetic_images`` images of ``synthetic_size`` pixels into the
+    run folder. The evaluation split is ``eval_root`` if given, otherwise the last ``eval_fraction`` of
+    ``root`` (by a seeded permutation). The search's validation split is carved out of what remains
+    (the training data): ``val_fraction`` of it. The evaluation split is never used in training or
+    search.
+    """
+
+    root: str | None = attrs.field(default=None, converter=_opt_str)
+    images: str = attrs.field(default="images", converter=str)
+    json: str = attrs.field(default="panoptic.json", converter=str)
+    pngs: str = attrs.field(default="panoptic", converter=str)
+    kind: str = attrs.field(default="coco", validator=_one_of("coco", "ade20k"))
+    eval_root: str | None = attrs.field(default=None, converter=_opt_str)
+    eval_images: str = attrs.field(default="images", converter=str)
+    eval_json: str = attrs.field(default="panoptic.json", converter=str)
+    eval_pngs: str = attrs.field(default="panoptic", converter=str)
+    eval_fraction: float = attrs.field(default=0.25, converter=float, validator=_fraction)
+    val_fraction: float = attrs.field(default=0.25, converter=float, validator=_fraction)
+    split_seed: int = attrs.field(default=0, converter=int)
+    synthetic_images: int = attrs.field(default=64, converter=int, validator=_positive)
+    synthetic_size: int = attrs.field(default=64, converter=int, validator=_positive)
+    synthetic_seed: int = attrs.field(default=0, converter=int)
+    flip: bool = attrs.field(default=True, converter=bool)
+
+
+@attrs.frozen
+class ModelConfig:
+    """Which network: a supernet preset of :func:`autopanoptic.nn.build_supernet`, overrides, and
+    the ops never sampled (``exclude_ops``, e.g. the deformable convs on CPU; see docs/engine.md)."""
+
+    preset: str = attrs.field(default="tiny", converter=str)
+    overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
+    exclude_ops: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+
+
+@attrs.frozen
+class TrainConfig:
+    """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
+    on its own batch of ``batch_size`` images, then one SGD step."""
+
+    steps: int = attrs.field(default=30, converter=int, validator=_positive)
+    batch_size: int = attrs.field(default=2, converter=int, validator=_positive)
+    lr: float = attrs.field(default=0.02, converter=float, validator=_positive)
+    momentum: float = attrs.field(default=0.9, converter=float, validator=_non_negative)
+    weight_decay: float = attrs.field(default=1e-4, converter=float, validator=_non_negative)
+    warmup_steps: int = attrs.field(default=0, converter=int, validator=_non_negative)
+    schedule: str = attrs.field(default="cosine", validator=_one_of("cosine", "step", "constant"))
+    milestones: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
+    gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
+    checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
+    seed: int = attrs.field(default=0, converter=int)
+
+
+@attrs.frozen
+class SearchConfig:
+    """Architecture search on the trained supernet."""
+
+    policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random"))
+    cycles: int = attrs.field(default=2, converter=int, validator=_positive)
+    per_cycle: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
+    population: int = attrs.field(default=50, converter=int, validator=_positive)
+    generations: int = attrs.field(default=20, converter=int, validator=_positive)
+    evaluations: int = attrs.field(default=300, converter=int, validator=_positive)
+    calib_batches: int = attrs.field(default=4, converter=int, validator=_non_negative)
+    calib_batch_size: int = attrs.field(default=4, converter=int, validator=_positive)
+    max_params: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
+    max_macs: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
+    cost_image_size: int = attrs.field(default=64, converter=int, validator=_positive)
+    seed: int = attrs.field(default=0, converter=int)
+
+
+@attrs.frozen
+class RetrainConfig:
+    """Retraining the chosen architecture as a standalone network (``preset`` None = the supernet's
+    own preset, e.g. ``paper-retrain`` for the wider network)."""
+
+    preset: str | None = attrs.field(default=None, converter=_opt_str)
+    overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
+    init_from_supernet: bool = attrs.field(default=True, converter=bool)
+    steps: int = attrs.field(default=200, converter=int, validator=_positive)
+    batch_size: int = attrs.field(default=2, converter=int, validator=_positive)
+    lr: float = attrs.field(default=0.02, converter=float, validator=_positive)
+    momentum: float = attrs.field(default=0.9, converter=float, validator=_non_negative)
+    weight_decay: float = attrs.field(default=1e-4, converter=float, validator=_non_negative)
+    warmup_steps: int = attrs.field(default=0, converter=int, validator=_non_negative)
+    schedule: str = attrs.field(default="cosine", validator=_one_of("cosine", "step", "constant"))
+    milestones: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
+    gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
+    checkpoint_every: int = attrs.field(default=50, converter=int, validator=_positive)
+    seed: int = attrs.field(default=0, converter=int)
+
+
+@attrs.frozen
+class EvalConfig:
+    """Evaluation of the retrained network on the evaluation split."""
+
+    export: bool = attrs.field(default=True, converter=bool)
+    draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
+
+
+@attrs.frozen
+class Config:
+    """A whole run's configuration."""
+
+    data: DataConfig = attrs.field(factory=DataConfig)
+    model: ModelConfig = attrs.field(factory=ModelConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    search: SearchConfig = attrs.field(factory=SearchConfig)
+    retrain: RetrainConfig = attrs.field(factory=RetrainConfig)
+    eval: EvalConfig = attrs.field(factory=EvalConfig)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "search": SearchConfig,
+    "retrain": RetrainConfig,
+    "eval": EvalConfig,
+}
+
+
+# ---- dict conversion --------------------------------------------------------------------------
+def _section_to_dict(value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in attrs.fields(type(value)):
+        v = getattr(value, f.name)
+        if f.name in ("overrides",):
+            v = {k: x for k, x in v}
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts / lists (YAML- and JSON-safe).
+
+    >>> config_to_dict(Config())["train"]["lr"]
+    0.02
+    """
+    return {name: _section_to_dict(getattr(cfg, name)) for name in _SECTIONS}
+
+
+def config_from_dict(obj: Any, *, source: str = "config") -> Config:
+    """Build a :class:`Config` from nested dicts, raising :class:`ConfigError` naming the bad key.
+
+    Missing keys take their defaults; unknown keys are errors (a typo must not be silently ignored).
+    """
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown config section(s) {unknown}; sections are {', '.join(_SECTIONS)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        part = obj.get(name) or {}
+        if not isinstance(part, Mapping):
+            raise ConfigError(f"{source}: section '{name}' must be a mapping, got {type(part).__name__}")
+        known = {f.name for f in attrs.fields(cls)}
+        bad = sorted(set(part) - known)
+        if bad:
+            raise ConfigError(
+                f"{source}: unknown config key '{name}.{bad[0]}'; known keys in '{name}': {', '.join(sorted(known))}"
+            )
+        kwargs = dict(part)
+        try:
+            sections[name] = cls(**kwargs)
+        except (ValueError, TypeError) as e:
+            key = _guess_key(cls, kwargs, e)
+            raise ConfigError(f"{source}: bad value for '{name}.{key}': {e}") from None
+    return Config(**sections)
+
+
+def _guess_key(cls: type, kwargs: Mapping[str, Any], err: Exception) -> str:
+    """Which field made ``cls(**kwargs)`` fail: try them one at a time."""
+    for key, value in kwargs.items():
+        try:
+            cls(**{key: value})
+        except (ValueError, TypeError):
+            return key
+    return "?"
+
+
+# ---- overrides --------------------------------------------------------------------------------
+def apply_overrides(cfg: Config, overrides: Sequence[str], *, source: str = "--set") -> Config:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate.
+
+    >>> apply_overrides(Config(), ["train.steps=5", "search.policy=random"]).train.steps
+    5
+    """
+    d = config_to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} ({source}) must look like section.key=value, e.g. train.lr=0.01")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        if len(parts) < 2 or parts[0] not in _SECTIONS:
+            raise ConfigError(
+                f"unknown config key '{key}' ({source}); keys look like section.key with sections {', '.join(_SECTIONS)}"
+            )
+        section, field = parts[0], parts[1]
+        known = {f.name for f in attrs.fields(_SECTIONS[section])}
+        if field not in known:
+            raise ConfigError(
+                f"unknown config key '{key}' (from {source}); known keys in '{section}': {', '.join(sorted(known))}"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if len(parts) == 2:
+            d[section][field] = value
+        else:  # e.g. model.overrides.width=32
+            target = d[section][field]
+            if not isinstance(target, dict):
+                raise ConfigError(f"config key '{section}.{field}' is not a mapping; cannot set '{key}' ({source})")
+            target[".".join(parts[2:])] = value
+    return config_from_dict(d, source=source)
+
+
+# ---- files ------------------------------------------------------------------------------------
+def preset_path(name: str) -> Path:
+    """Path of a shipped preset YAML file."""
+    return Path(__file__).resolve().parent / "configs" / f"{name}.yaml"
+
+
+def load_config(source: str | os.PathLike[str] | None = "tiny", overrides: Sequence[str] = ()) -> Config:
+    """Load a preset name or a YAML file, then apply ``overrides``.
+
+    A YAML file may start from a preset with a top-level ``preset: tiny`` key; its sections then
+    override that preset's values key by key.
+    """
+    if source is None:
+        cfg = Config()
+    else:
+        obj = _read_yaml(source)
+        cfg = config_from_dict(obj, source=str(source))
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def _read_yaml(source: str | os.PathLike[str], _depth: int = 0) -> dict[str, Any]:
+    name = str(source)
+    if name in PRESETS:
+        path = preset_path(name)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(
+                f"config {name!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
+            )
+    try:
+        obj = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else "syntax error"
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections")
+    base = obj.pop("preset", None)
+    if base is not None:
+        if _depth > 4:
+            raise ConfigError(f"{path}: presets nest too deeply")
+        merged = _read_yaml(str(base), _depth + 1)
+        for section, part in obj.items():
+            if isinstance(part, Mapping) and isinstance(merged.get(section), Mapping):
+                merged[section] = {**merged[section], **part}
+            else:
+                merged[section] = part
+        obj = merged
+    return obj
+
+
+def save_config(cfg: Config, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config as YAML (atomically); :func:`load_config` reads it back equal.
+
+    >>> import tempfile, pathlib
+    >>> p = save_config(Config(), pathlib.Path(tempfile.mkdtemp()) / "c.yaml")
+    >>> load_config(p) == Config()
+    True
+    """
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+

@@ -1,0 +1,249 @@
+"""Training loops: strict-fair supernet training (SPEC.md section 2) and plain training of a
+standalone network share one loop, :func:`train`.
+
+One optimizer step takes the architectures ``archs_for_step(step)`` (a strict-fair cycle of ``m``
+architectures for the supernet; ``[None]`` for a standalone network). Each architecture gets its
+own consecutive batch; forward + backward accumulate gradients; then **every parameter's gradient is
+divided by the number of those passes that used it** (weights, biases and norm parameters alike;
+usage is counted with ``register_post_accumulate_grad_hook``, which fires once per backward for each
+parameter on the active path), and one SGD step (momentum, weight decay) is taken. The cycle and the
+accumulation window are the same thing, so every window is strictly fair. Parameters no pass used
+keep ``grad = None``: SGD leaves them (and their momentum) untouched.
+
+Checkpoints hold the weights, the optimizer (momentum buffers), the step counter (the data order,
+the flips and the cycle are pure functions of ``(seed, step)``), the loss log and the state of every
+random generator, so a resumed run continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from autopanoptic.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from autopanoptic.engine.datasets import batch_indices, flips_for, load_batch
+from autopanoptic.engine.schedule import lr_at
+from autopanoptic.errors import AutopanopticError, CheckpointError
+from autopanoptic.io import atomic_write_json
+from autopanoptic.search.fair import derive_rng, strict_fair_cycle
+from autopanoptic.search.space import Arch
+
+__all__ = ["TrainingError", "TrainResult", "fair_cycle_for_step", "train", "UsageCounter"]
+
+
+class TrainingError(AutopanopticError, RuntimeError):
+    """Training diverged (a non-finite loss)."""
+
+
+@attrs.frozen
+class TrainResult:
+    """What :func:`train` did: steps done (in total), whether it resumed, and the loss log."""
+
+    steps: int
+    resumed_from: int
+    losses: tuple[dict[str, float], ...]
+
+
+class UsageCounter:
+    """Counts, per parameter, how many backward passes reached it (hooks on every trainable parameter).
+
+    >>> lin = torch.nn.Linear(2, 1)
+    >>> with UsageCounter(lin) as c:
+    ...     lin(torch.ones(1, 2)).sum().backward(); c.end_pass()
+    ...     lin(torch.ones(1, 2)).sum().backward(); c.end_pass()
+    >>> sorted(c.counts.values())
+    [2, 2]
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.counts: dict[int, int] = {}
+        self._pass: set[int] = set()
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> UsageCounter:
+        for p in self.params:
+            self._handles.append(p.register_post_accumulate_grad_hook(self._hook))
+        return self
+
+    def _hook(self, p: torch.Tensor) -> None:
+        self._pass.add(id(p))
+
+    def end_pass(self) -> None:
+        """Close one forward/backward pass: each parameter it reached counts once."""
+        for pid in self._pass:
+            self.counts[pid] = self.counts.get(pid, 0) + 1
+        self._pass.clear()
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self._pass.clear()
+
+    def normalise(self) -> None:
+        """Divide each parameter's gradient by its usage count (parameters never used keep ``None``)."""
+        for p in self.params:
+            n = self.counts.get(id(p), 0)
+            if p.grad is not None and n > 1:
+                p.grad.div_(n)
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch], Arch] | None = None) -> list[Arch]:
+    """The strict-fair cycle of optimizer step ``step``: a pure function of ``(seed, step)``."""
+    cycle = strict_fair_cycle(sub_space, derive_rng(seed, 1, step))
+    return [to_full(a) if to_full else a for a in cycle]
+
+
+def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
+    for key in sorted(set(stored) | set(current)):
+        if key == "checkpoint_every":
+            continue
+        if stored.get(key) != current.get(key):
+            return f"{key}: checkpoint has {stored.get(key)!r}, config has {current.get(key)!r}"
+    return None
+
+
+def train(
+    model: torch.nn.Module,
+    dataset: Any,
+    pool: Sequence[int],
+    cfg: Any,
+    *,
+    archs_for_step: Callable[[int], Sequence[Arch | None]],
+    checkpoint_path: str | Path | None = None,
+    losses_path: str | Path | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    resume: bool = True,
+    stop_after: int | None = None,
+    flip: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
+
+    Args:
+        model: called as ``model(images, targets, arch=a)`` (or without ``arch`` when ``a`` is None);
+            returns a dict of weighted losses, summed here.
+        cfg: a :class:`~autopanoptic.config.TrainConfig` or :class:`~autopanoptic.config.RetrainConfig`.
+        archs_for_step: the architectures of one step (see the module docstring).
+        checkpoint_path: written every ``cfg.checkpoint_every`` steps and at the end; if it exists
+            and ``resume``, training continues from it (its ``fingerprint`` must match).
+        stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
+
+    Example: see ``autopanoptic.engine.pipeline.train_supernet``.
+    """
+    device = torch.device(device)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    fingerprint = dict(fingerprint or {})
+    step, losses, resumed_from = 0, [], 0
+    if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        diff = _fingerprint_diff(state.get("fingerprint", {}), fingerprint)
+        if diff is not None:
+            raise CheckpointError(
+                f"{checkpoint_path}: written by a run with another configuration ({diff}); "
+                "use a new output folder, or delete the checkpoint to start over"
+            )
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{checkpoint_path}: does not match the model ({first})") from None
+        step, losses = int(state["step"]), list(state["losses"])
+        set_rng_state(state["rng"])
+        resumed_from = step
+
+    def save() -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "losses": losses,
+                "rng": rng_state(),
+                "fingerprint": fingerprint,
+            },
+        )
+        if losses_path is not None:
+            atomic_write_json(losses_path, losses)
+
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    bar = None
+    if progress and end > step:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+    model.train()
+    with UsageCounter(model) as usage:
+        while step < end:
+            lr = lr_at(
+                step,
+                base_lr=cfg.lr,
+                total_steps=cfg.steps,
+                warmup_steps=cfg.warmup_steps,
+                schedule=cfg.schedule,
+                milestones=cfg.milestones,
+                gamma=cfg.gamma,
+            )
+            for group in opt.param_groups:
+                group["lr"] = lr
+            archs = list(archs_for_step(step))
+            opt.zero_grad(set_to_none=True)
+            usage.reset()
+            totals: dict[str, float] = {}
+            for j, arch in enumerate(archs):
+                k = step * len(archs) + j
+                idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
+                images, targets = load_batch(
+                    dataset, idx, flips=flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip), device=device
+                )
+                out = model(images, targets) if arch is None else model(images, targets, arch=arch)
+                loss = sum(out.values())
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate "
+                        f"(lr={cfg.lr}) or add warm-up steps"
+                    )
+                loss.backward()
+                usage.end_pass()
+                for name, v in out.items():
+                    totals[name] = totals.get(name, 0.0) + float(v.detach())
+                totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
+            usage.normalise()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            record = {"step": step, "lr": lr, **{k: v / len(archs) for k, v in totals.items()}}
+            losses.append(record)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.4g}")
+            if step % cfg.checkpoint_every == 0 or step == end:
+                save()
+    if bar is not None:
+        bar.close()
+    if step == resumed_from and checkpoint_path is not None and not Path(checkpoint_path).exists():
+        save()
+    return TrainResult(steps=step, resumed_from=resumed_from, losses=tuple(losses))
+
+
+def mean_loss(losses: Sequence[dict[str, float]], last: int = 5) -> float:
+    """Mean total loss of the last ``last`` steps (``nan`` if there are none)."""
+    tail = [r["loss"] for r in losses[-last:]]
+    return sum(tail) / len(tail) if tail else math.nan
