@@ -53,7 +53,9 @@ def derive_rng(seed: int, *keys: int) -> np.random.Generator:
     >>> int(derive_rng(0, 1, 2).integers(1000)) == int(derive_rng(0, 1, 2).integers(1000))
     True
     """
-    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, keys)]))
+    # keys go into spawn_key, not the entropy list: numpy zero-pads entropy, so (seed, 0) and (seed,)
+    # would give the same stream
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in keys)))
 
 
 def strict_fair_cycle(space: SearchSpace, rng: np.random.Generator | int) -> tuple[Arch, ...]:

@@ -174,10 +174,9 @@ class Evolution:
                 break
             seen.add(arch)
             batch.append(arch)
-        new = attrs.evolve(state, generation=state.generation + 1, exhausted=exhausted)
-        if not batch:
-            return (), new
-        return tuple(batch), attrs.evolve(new, pending=tuple(batch))
+        # an empty batch (space exhausted) is still asked and told, then the search is done
+        batch_t = tuple(batch)
+        return batch_t, attrs.evolve(state, generation=state.generation + 1, exhausted=exhausted, pending=batch_t)
 
     def tell(self, state: EvolutionState, archs: Iterable[Arch], fitnesses: Iterable[float]) -> EvolutionState:
         """Record the fitnesses of the last generation and update the top-k parents."""
@@ -190,8 +189,8 @@ class Evolution:
             seen=state.seen | frozenset(archs),
             evaluations=state.evaluations + len(archs),
             top=top,
-            best=top[0][0],
-            best_fitness=top[0][1],
+            best=top[0][0] if top else None,
+            best_fitness=top[0][1] if top else None,
             pending=None,
         )
 

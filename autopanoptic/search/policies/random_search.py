@@ -90,8 +90,7 @@ class RandomSearch:
                 break
             seen.add(arch)
             batch.append(arch)
-        if not batch:
-            return (), attrs.evolve(state, step=state.step + 1, exhausted=True)
+        # an empty batch (space exhausted) is still asked and told, then the search is done
         return tuple(batch), attrs.evolve(state, step=state.step + 1, pending=tuple(batch), exhausted=len(batch) < n)
 
     def tell(self, state: RandomSearchState, archs: Iterable[Arch], fitnesses: Iterable[float]) -> RandomSearchState:
