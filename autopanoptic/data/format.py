@@ -281,12 +281,13 @@ def _is_image_id(v: Any, kind: str) -> bool:
 
 def validate_panoptic_json(
     data: Any, *, source: str = "<json>", kind: str = "coco", first_only: bool = False,
-    require_images: bool = True,
+    require_images: bool = True, prediction: bool = False,
 ) -> list[str]:
     """Return every schema problem of a COCO panoptic JSON (empty list = valid).
 
     Checks the top-level keys, categories, duplicate image ids, one annotation per image, segment
-    fields, duplicate segment ids, unknown categories, crowd rules of ``kind``. PNG contents are
+    fields, duplicate segment ids, unknown categories, crowd rules of ``kind`` (not for
+    ``prediction=True``, where ``iscrowd`` is ignored and image ids may be strings). PNG contents are
     checked by :func:`autopanoptic.data.check_dataset`.
 
     >>> validate_panoptic_json({"annotations": []}, source="x.json")[0]
@@ -389,7 +390,7 @@ def validate_panoptic_json(
             if crowd not in (0, 1):
                 if bad(f"image {iid!r}: segment {sid} has iscrowd={crowd!r}, expected 0 or 1"):
                     return problems
-            elif crowd == 1 and kind == "ade20k":
+            elif crowd == 1 and kind == "ade20k" and not prediction:
                 if bad(f"image {iid!r}: segment {sid} is crowd, but ADE20K panoptic has no crowd regions"):
                     return problems
             if "area" in s and (not isinstance(s["area"], (int, float)) or isinstance(s["area"], bool) or s["area"] < 0):

@@ -451,7 +451,7 @@ def pq_compute_stats(
         raise DataError(f"{pred_json}: not a COCO panoptic prediction JSON: needs an 'annotations' list")
     problems = validate_panoptic_json(
         {"annotations": pred["annotations"], "categories": gt["categories"]},
-        source=str(pred_json), kind="ade20k", first_only=True, require_images=False,
+        source=str(pred_json), kind="ade20k", first_only=True, require_images=False, prediction=True,
     )
     if problems:
         raise DataError(problems[0])
