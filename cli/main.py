@@ -44,6 +44,15 @@ def _register() -> None:
     from autopanoptic_cli.demo import demo
 
     main.add_command(demo)
+    from autopanoptic_cli.pipeline import evaluate, retrain, search, train_supernet
+
+    for command in (train_supernet, search, retrain, evaluate):
+        main.add_command(command)
+    from autopanoptic_cli.data import data
+    from autopanoptic_cli.pq import pq
+
+    main.add_command(data)
+    main.add_command(pq)
     pass
 
 

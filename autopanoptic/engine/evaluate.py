@@ -1,0 +1,173 @@
+"""Evaluation: run a network over a split, PQ in memory, and export in the COCO panoptic format.
+
+:func:`evaluate` sums one :class:`~autopanoptic.data.PQStats` per image (so a later distributed run
+only has to add the ranks' stats); with ``export_dir`` it also writes ``predictions.json`` plus one
+PNG per image in ``predictions/`` and ``ground_truth.json`` (the split's own annotations, pointing
+at the dataset's PNG folder), which the COCO panoptic API's ``pq_compute`` accepts as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from autopanoptic.engine.datasets import to_tensors
+from autopanoptic.io import atomic_write_json
+from autopanoptic.search.space import Arch
+
+__all__ = ["EvalResult", "evaluate", "prediction_segments", "summary_table"]
+
+
+@attrs.frozen
+class EvalResult:
+    """PQ statistics of a split, and where predictions were exported (if they were)."""
+
+    stats: Any  # autopanoptic.data.PQStats
+    n_images: int
+    predictions_json: Path | None = None
+    ground_truth_json: Path | None = None
+    drawn: tuple[Path, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """``{"All"|"Things"|"Stuff": {pq, sq, rq, n}, "per_class": ...}`` (fractions)."""
+        return self.stats.summary()
+
+    @property
+    def pq(self) -> float:
+        return float(self.summary()["All"]["pq"])
+
+
+def prediction_segments(pan: np.ndarray, segments: Sequence[dict[str, Any]], categories) -> list[dict[str, Any]]:
+    """Network segments (``id``, ``label``, ``isthing``, ``score``) as COCO ``segments_info``
+    (``id``, ``category_id``, ``iscrowd``, ``area``, ``bbox``), keeping only segments with pixels."""
+    ids, counts = np.unique(pan, return_counts=True)
+    area = dict(zip(ids.tolist(), counts.tolist()))
+    out = []
+    for s in segments:
+        sid = int(s["id"])
+        if sid == 0 or area.get(sid, 0) == 0:
+            continue
+        ys, xs = np.nonzero(pan == sid)
+        out.append(
+            {
+                "id": sid,
+                "category_id": int(categories.to_category_id(int(s["label"]), bool(s["isthing"]))),
+                "iscrowd": 0,
+                "area": int(area[sid]),
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+                **({"score": float(s["score"])} if s.get("score") is not None else {}),
+            }
+        )
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Any,
+    indices: Sequence[int],
+    *,
+    arch: Arch | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4,
+    export_dir: str | Path | None = None,
+    draw: int = 0,
+    draw_dir: str | Path | None = None,
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """PQ of ``model`` (a supernet with ``arch``, or a standalone network with ``arch=None``) on
+    ``dataset[indices]``.
+
+    Example::
+
+        res = evaluate(net, ds, range(len(ds)), export_dir="run/eval")
+        print(res.summary()["All"])
+    """
+    from autopanoptic.data import PQStats, pq_stats, save_panoptic_overlay, write_panoptic_png
+
+    categories = dataset.categories
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    stats = PQStats.zeros(categories)
+    annotations, drawn = [], []
+    export_dir = Path(export_dir) if export_dir is not None else None
+    indices = [int(i) for i in indices]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(indices), desc=desc, unit="img", dynamic_ncols=True, leave=False)
+    try:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            samples = [dataset[i] for i in chunk]
+            images = [to_tensors(s, device=device)[0] for s in samples]
+            outs = model(images) if arch is None else model(images, arch=arch)
+            for i, sample, out in zip(chunk, samples, outs):
+                pan = out["panoptic"].detach().cpu().numpy().astype(np.int64)
+                segs = prediction_segments(pan, out["segments"], categories)
+                stats = stats + pq_stats(
+                    np.asarray(sample["panoptic"]), sample["segments"], pan, segs, categories,
+                    source=str(sample["file_name"]),
+                )
+                if export_dir is not None:
+                    png_name = Path(str(sample["file_name"])).with_suffix(".png").name
+                    write_panoptic_png(export_dir / "predictions" / png_name, pan)
+                    annotations.append({"image_id": sample["image_id"], "file_name": png_name, "segments_info": segs})
+                if draw_dir is not None and len(drawn) < draw:
+                    drawn.append(
+                        save_panoptic_overlay(
+                            Path(draw_dir) / f"prediction_{len(drawn)}.png", sample["image"], pan, segs, categories
+                        )
+                    )
+            if bar is not None:
+                bar.update(len(chunk))
+                bar.set_postfix(pq=f"{100 * stats.summary()['All']['pq']:.1f}")
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    pred_json = gt_json = None
+    if export_dir is not None:
+        cats = categories.to_json()
+        gt_json = _write_ground_truth(dataset, indices, export_dir / "ground_truth.json")
+        pred_json = atomic_write_json(
+            export_dir / "predictions.json", {"annotations": annotations, "categories": cats}, indent=None
+        )
+    return EvalResult(stats=stats, n_images=len(indices), predictions_json=pred_json, ground_truth_json=gt_json,
+                      drawn=tuple(drawn))
+
+
+def _write_ground_truth(dataset: Any, indices: Sequence[int], path: Path) -> Path:
+    """The split's ground truth as a COCO panoptic JSON (its PNGs stay in the dataset's folder)."""
+    data = json.loads(Path(dataset.json_path).read_text())
+    keep = {dataset.images[i]["id"] for i in indices}
+    images = [im for im in data["images"] if im["id"] in keep]
+    anns = [a for a in data["annotations"] if a["image_id"] in keep]
+    out = {k: v for k, v in data.items() if k not in ("images", "annotations")}
+    out.update(images=images, annotations=anns, png_folder=str(Path(dataset.png_dir).resolve()))
+    return atomic_write_json(path, out, indent=None)
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """A small text table of PQ / SQ / RQ (in %) for All, Things and Stuff.
+
+    >>> print(summary_table({g: {"pq": 0.5, "sq": 0.75, "rq": 2 / 3, "n": 2} for g in ("All", "Things", "Stuff")}))
+               PQ     SQ     RQ   n
+    All      50.0   75.0   66.7   2
+    Things   50.0   75.0   66.7   2
+    Stuff    50.0   75.0   66.7   2
+    """
+    lines = [f"{'':6} {'PQ':>6} {'SQ':>6} {'RQ':>6} {'n':>3}"]
+    for g in ("All", "Things", "Stuff"):
+        r = summary[g]
+        lines.append(f"{g:6} {100 * r['pq']:6.1f} {100 * r['sq']:6.1f} {100 * r['rq']:6.1f} {r['n']:3d}")
+    return "\n".join(lines)

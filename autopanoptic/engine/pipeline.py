@@ -1,0 +1,374 @@
+"""The stages of a run, each reading and writing the run folder (see :mod:`autopanoptic.engine.runs`):
+
+``prepare_data`` -> ``train_supernet`` -> ``search`` -> ``retrain`` -> ``evaluate_run`` -> report,
+and :func:`demo`, which runs them all. Every stage resumes from what the folder already holds
+(a finished stage is not redone; an interrupted one continues from its checkpoint or journal).
+
+Example::
+
+    from autopanoptic.config import load_config
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.runs import RunDir
+    cfg = load_config("tiny")
+    with RunDir("runs/demo") as run:
+        metrics = pipeline.demo(cfg, run)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from autopanoptic.config import Config, config_to_dict, save_config
+from autopanoptic.engine.datasets import Splits, make_splits, open_dataset
+from autopanoptic.engine.restrict import OpRestriction
+from autopanoptic.engine.runs import RunDir
+from autopanoptic.errors import ArchitectureError, CheckpointError, ConfigError
+from autopanoptic.io import atomic_write_json
+from autopanoptic.search.space import Arch
+
+__all__ = [
+    "RunData",
+    "build_model",
+    "demo",
+    "evaluate_run",
+    "load_supernet",
+    "prepare_data",
+    "resolve_device",
+    "restriction_for",
+    "retrain",
+    "search",
+    "train_supernet",
+]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu``, ``cuda`` (or ``cuda:N``), or ``None`` / ``auto`` = cuda if available."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if str(device) != "cpu" and not str(device).startswith("cuda"):
+        raise ConfigError(f"--device {device!r}: use cpu or cuda")
+    return torch.device(device)
+
+
+@attrs.frozen
+class RunData:
+    """The datasets of a run and its splits."""
+
+    train: Any  # PanopticDataset (train / val / calib indices into it)
+    eval: Any  # PanopticDataset (eval indices into it; may be the same object)
+    splits: Splits
+
+    @property
+    def categories(self):
+        return self.train.categories
+
+
+def prepare_data(cfg: Config, run: RunDir, *, progress: bool = True) -> RunData:
+    """Open (or, with ``data.root = null``, generate into ``<run>/data``) the datasets; split them."""
+    from autopanoptic.data import write_synthetic
+
+    d = cfg.data
+    if d.root is None:
+        root = run.root / "data"
+        marker = root / "synthetic.json"
+        want = {"images": d.synthetic_images, "size": d.synthetic_size, "seed": d.synthetic_seed, "kind": d.kind}
+        if not (root / "panoptic.json").exists() or not marker.exists() or json.loads(marker.read_text()) != want:
+            write_synthetic(root, d.synthetic_images, size=d.synthetic_size, seed=d.synthetic_seed, kind=d.kind,
+                            progress=progress)
+            atomic_write_json(marker, want)
+        train = open_dataset(root, "images", "panoptic.json", "panoptic", d.kind)
+    else:
+        train = open_dataset(d.root, d.images, d.json, d.pngs, d.kind)
+    if d.eval_root is not None:
+        ev = open_dataset(d.eval_root, d.eval_images, d.eval_json, d.eval_pngs, d.kind)
+        splits = make_splits(len(train), d, n_eval_source=len(ev), calib_images=_calib_images(cfg))
+    else:
+        ev = train
+        splits = make_splits(len(train), d, calib_images=_calib_images(cfg))
+    atomic_write_json(run.path("splits.json"), splits.to_json(), indent=None)
+    return RunData(train=train, eval=ev, splits=splits)
+
+
+def _calib_images(cfg: Config) -> int:
+    return max(1, cfg.search.calib_batches * cfg.search.calib_batch_size)
+
+
+def _overrides(pairs) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in pairs}
+
+
+def build_model(cfg: Config, categories, *, seed: int | None = None):
+    """A freshly initialised supernet for ``cfg.model`` (seeded with ``cfg.train.seed``)."""
+
+    torch.manual_seed(cfg.train.seed if seed is None else seed)
+    try:
+        return build_supernet(cfg.model.preset, categories.num_things, categories.num_stuff, **_overrides(cfg.model.overrides))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise ConfigError(f"model: {e}") from None
+        raise ConfigError(f"model.preset / model.overrides: {e}") from None
+
+
+def restriction_for(cfg: Config, space) -> OpRestriction:
+    """The sampling space of ``model.exclude_ops`` (see :mod:`autopanoptic.engine.restrict`)."""
+    return OpRestriction.build(space, cfg.model.exclude_ops)
+
+
+def _fingerprint(cfg: Config, *sections: str, **extra: Any) -> dict[str, Any]:
+    d = config_to_dict(cfg)
+    out: dict[str, Any] = {}
+    for s in sections:
+        for k, v in d[s].items():
+            out[f"{s}.{k}"] = v
+    out.update(extra)
+    return out
+
+
+def _save_config(cfg: Config, run: RunDir) -> None:
+    save_config(cfg, run.path("config.yaml"))
+
+
+def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True,
+                   stop_after: int | None = None):
+    """Strict-fair supernet training into ``<run>/supernet/`` (resumes from its checkpoint)."""
+    from autopanoptic.engine.train import fair_cycle_for_step, train
+
+    data = data or prepare_data(cfg, run, progress=progress)
+    _save_config(cfg, run)
+    model = build_model(cfg, data.categories)
+    r = restriction_for(cfg, model.search_space)
+    result = train(
+        model, data.train, data.splits.train, cfg.train,
+        archs_for_step=lambda step: fair_cycle_for_step(r.sub, cfg.train.seed, step, r.to_full),
+        checkpoint_path=run.path("supernet", "checkpoint.pt"),
+        losses_path=run.path("supernet", "losses.json"),
+        fingerprint=_fingerprint(cfg, "train", "model", "data"),
+        device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
+    )
+    return model, result
+
+
+def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
+    """The trained supernet of the run (its training must have finished)."""
+    from autopanoptic.engine.checkpoint import load_checkpoint
+
+    path = run.root / "supernet" / "checkpoint.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path}: no trained supernet in this run folder; run `autopanoptic train-supernet` first")
+    state = load_checkpoint(path, map_location=device)
+    if state["step"] < cfg.train.steps:
+        raise CheckpointError(
+            f"{path}: supernet training stopped at step {state['step']} of {cfg.train.steps}; "
+            "run `autopanoptic train-supernet` again to finish it"
+        )
+    model = build_model(cfg, data.categories)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not match model.preset {cfg.model.preset!r} ({str(e).splitlines()[0]})") from None
+    return model.to(device)
+
+
+def _cost_counter(cfg: Config, model):
+    from autopanoptic.nn import count
+
+    size = cfg.search.cost_image_size
+
+    def counter(arch: Arch) -> tuple[float, float]:
+        return count(model, arch, size)
+
+    return counter
+
+
+def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True):
+    """Search the trained supernet; writes ``search/journal.jsonl``, ``search/scoreboard.json``,
+    ``search/candidates.json`` and ``arch.json``."""
+    from autopanoptic.engine.search import search_supernet
+    from autopanoptic.search import save_arch
+
+    data = data or prepare_data(cfg, run, progress=progress)
+    _save_config(cfg, run)
+    model = load_supernet(cfg, run, data, device=device)
+    r = restriction_for(cfg, model.search_space)
+    outcome = search_supernet(
+        model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
+        journal=run.path("search", "journal.jsonl"), candidates_json=run.path("search", "candidates.json"),
+        count=_cost_counter(cfg, model), progress=progress,
+    )
+    board = outcome.scoreboard
+    atomic_write_json(run.path("search", "scoreboard.json"), {
+        "layers": [layer.name for layer in r.sub.layers],
+        "ops": [list(layer.ops) for layer in r.sub.layers],
+        "scores": board.to_json(),
+    })
+    params, macs = _cost_counter(cfg, model)(outcome.best)
+    save_arch(model.search_space, outcome.best, run.path("arch.json"), fitness=outcome.best_fitness,
+              policy=cfg.search.policy, evaluations=len(outcome.history), params=params, macs=macs,
+              top_k=[list(a) for a in outcome.top_k])
+    return outcome
+
+
+def _read_arch(run: RunDir, space, arch_path: str | Path | None) -> Arch:
+    from autopanoptic.search import load_arch
+
+    path = Path(arch_path) if arch_path is not None else run.root / "arch.json"
+    if arch_path is None and not path.exists():
+        raise ArchitectureError(f"{path}: no architecture in this run folder; run `autopanoptic search` first or pass --arch")
+    return load_arch(space, path)
+
+
+def _retrain_network(cfg: Config, data: RunData, arch: Arch, supernet=None):
+    from autopanoptic.nn import build_network, extract
+
+    rc = cfg.retrain
+    preset = rc.preset or cfg.model.preset
+    overrides = _overrides(rc.overrides) if rc.preset else {**_overrides(cfg.model.overrides), **_overrides(rc.overrides)}
+    if supernet is not None:
+        if rc.preset not in (None, cfg.model.preset) or rc.overrides:
+            raise ConfigError(
+                f"retrain.init_from_supernet=true needs the supernet's own shape, but retrain.preset={rc.preset!r} / "
+                "retrain.overrides change it; set retrain.init_from_supernet=false"
+            )
+        return extract(supernet, arch)
+    torch.manual_seed(rc.seed)
+    return build_network(preset, arch, data.categories.num_things, data.categories.num_stuff, **overrides)
+
+
+def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=None, device="cpu",
+            progress: bool = True, stop_after: int | None = None):
+    """Retrain the chosen architecture (``arch.json`` or ``arch_path``) as a standalone network into
+    ``<run>/retrain/``; optionally starting from the supernet's weights (``retrain.init_from_supernet``)."""
+    from autopanoptic.engine.train import train
+    from autopanoptic.search import save_arch
+
+    data = data or prepare_data(cfg, run, progress=progress)
+    _save_config(cfg, run)
+    space = build_supernet_space(cfg, data)
+    arch = _read_arch(run, space, arch_path)
+    r = restriction_for(cfg, space)
+    if cfg.retrain.init_from_supernet:
+        r.to_sub(arch)  # an op the supernet never trained cannot be inherited
+        supernet = load_supernet(cfg, run, data, device=device)
+    else:
+        supernet = None
+    net = _retrain_network(cfg, data, arch, supernet)
+    del supernet
+    save_arch(space, arch, run.path("retrain", "arch.json"))
+    result = train(
+        net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
+        checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
+        fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
+        device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
+    )
+    return net, result
+
+
+def build_supernet_space(cfg: Config, data: RunData):
+    """The search space of ``cfg.model`` (without building the network's weights)."""
+    from autopanoptic.nn.supernet import make_config
+
+    try:
+        return make_config(cfg.model.preset, data.categories.num_things, data.categories.num_stuff,
+                           **_overrides(cfg.model.overrides)).search_space()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model.preset / model.overrides: {str(e).splitlines()[0]}") from None
+
+
+def load_retrained(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
+    """The retrained network of the run, its architecture, and whether training finished."""
+    from autopanoptic.engine.checkpoint import load_checkpoint
+    from autopanoptic.search import load_arch
+
+    path = run.root / "retrain" / "checkpoint.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path}: no retrained network in this run folder; run `autopanoptic retrain` first")
+    space = build_supernet_space(cfg, data)
+    arch = load_arch(space, run.root / "retrain" / "arch.json")
+    state = load_checkpoint(path, map_location=device)
+    cfg_fresh = attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False))
+    net = _retrain_network(cfg_fresh, data, arch)
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not match retrain.preset ({str(e).splitlines()[0]})") from None
+    return net.to(device), arch, int(state["step"])
+
+
+def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True) -> dict[str, Any]:
+    """Evaluate the retrained network on the evaluation split; writes ``eval/metrics.json``,
+    ``eval/predictions.json`` + ``eval/predictions/*.png`` (COCO panoptic) and drawings."""
+    from autopanoptic.engine.evaluate import evaluate
+    from autopanoptic.nn import count
+
+    data = data or prepare_data(cfg, run, progress=progress)
+    net, arch, steps = load_retrained(cfg, run, data, device=device)
+    started = time.perf_counter()
+    res = evaluate(
+        net, data.eval, data.splits.eval, device=device,
+        export_dir=run.root / "eval" if cfg.eval.export else None,
+        draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
+    )
+    summary = res.summary()
+    cats = data.eval.categories
+    per_class = {
+        str(cid): {**v, "name": cats.name(int(cid)), "isthing": bool(cats.is_thing(int(cid)))}
+        for cid, v in summary["per_class"].items()
+    }
+    try:
+        params, macs = count(net, arch, cfg.search.cost_image_size)
+    except Exception:  # counting is informative only
+        params = macs = None
+    metrics = {
+        "All": summary["All"], "Things": summary["Things"], "Stuff": summary["Stuff"],
+        "per_class": per_class, "n_images": res.n_images, "retrain_steps": steps,
+        "arch": list(arch), "params": params, "macs": macs, "image_size": cfg.search.cost_image_size,
+        "seconds": time.perf_counter() - started,
+    }
+    atomic_write_json(run.path("eval", "metrics.json"), metrics)
+    return metrics
+
+
+def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, baseline: bool = True) -> dict[str, Any]:
+    """Everything: data, strict-fair supernet training, search, retraining, evaluation, report.
+
+    With ``baseline``, the untrained network of the chosen architecture is evaluated too (the
+    PQ an untrained net reaches, for comparison). Returns the metrics, with stage timings.
+    """
+    from autopanoptic.engine.evaluate import evaluate
+    from autopanoptic.engine.report import write_report
+
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = prepare_data(cfg, run, progress=progress)
+    times["data"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    train_supernet(cfg, run, data, device=device, progress=progress)
+    times["train_supernet"] = time.perf_counter() - t
+    t = time.perf_counter()
+    search(cfg, run, data, device=device, progress=progress)
+    times["search"] = time.perf_counter() - t
+    t = time.perf_counter()
+    retrain(cfg, run, data, device=device, progress=progress)
+    times["retrain"] = time.perf_counter() - t
+    t = time.perf_counter()
+    metrics = evaluate_run(cfg, run, data, device=device, progress=progress)
+    times["evaluate"] = time.perf_counter() - t
+    if baseline:
+        space = build_supernet_space(cfg, data)
+        arch = _read_arch(run, space, None)
+        fresh = _retrain_network(attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False)), data, arch)
+        base = evaluate(fresh, data.eval, data.splits.eval, device=device)
+        metrics["untrained"] = {g: base.summary()[g] for g in ("All", "Things", "Stuff")}
+    times["total"] = time.perf_counter() - t0
+    metrics["timings"] = times
+    atomic_write_json(run.path("eval", "metrics.json"), metrics)
+    write_report(run, cfg)
+    return metrics

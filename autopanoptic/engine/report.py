@@ -1,0 +1,166 @@
+"""``report.md`` and its plots (matplotlib, Agg backend), from what a run folder holds.
+
+Plots (in ``<run>/plots/``): the per-layer scoreboard as a heat map (like the paper's Figure 2a),
+the fitness of every evaluated candidate in evaluation order with the running best, the training
+loss curves of the supernet and of the retrained network, and a few predictions drawn over their
+images (written by the evaluation). Missing pieces (e.g. no search yet) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from autopanoptic.engine.runs import RunDir
+from autopanoptic.io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["plot_fitness", "plot_losses", "plot_scoreboard", "write_report"]
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_scoreboard(board: dict[str, Any], path: Path) -> Path:
+    """Heat map: one row per searchable layer, one column per choice (blank = not a choice)."""
+    import numpy as np
+
+    plt = _plt()
+    layers, ops, scores = board["layers"], board["ops"], board["scores"]["scores"]
+    width = max(len(o) for o in ops)
+    grid = np.full((len(layers), width), np.nan)
+    for i, row in enumerate(scores):
+        grid[i, : len(row)] = row
+    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * width, 1.0 + 0.22 * len(layers)))
+    im = ax.imshow(grid, aspect="auto", cmap="viridis")
+    ax.set_yticks(range(len(layers)), layers, fontsize=6)
+    ax.set_xticks(range(width), [f"choice {j}" for j in range(width)], fontsize=7)
+    for i, row in enumerate(ops):
+        best = int(np.nanargmax(grid[i])) if np.isfinite(grid[i]).any() else -1
+        for j, name in enumerate(row):
+            ax.text(j, i, name, ha="center", va="center", fontsize=5,
+                    color="red" if j == best else "white")
+    fig.colorbar(im, ax=ax, label="score")
+    ax.set_title("Path-priority scoreboard (red: best choice of the layer)")
+    return _save(fig, path)
+
+
+def plot_fitness(candidates: list[dict[str, Any]], path: Path) -> Path:
+    """Fitness (PQ %) of every evaluated candidate in evaluation order, and the running best."""
+    plt = _plt()
+    fits = [100 * c["fitness"] for c in candidates]
+    best, run = [], -math.inf
+    for f in fits:
+        run = max(run, f)
+        best.append(run)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.scatter(range(len(fits)), fits, s=12, label="candidate")
+    ax.plot(range(len(fits)), best, color="C1", label="best so far")
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel("PQ on the search validation split (%)")
+    ax.legend(loc="lower right")
+    ax.set_title("Fitness of every evaluated candidate")
+    return _save(fig, path)
+
+
+def plot_losses(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
+    """Total training loss per optimizer step, one line per curve."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, records in curves.items():
+        if records:
+            ax.plot([r["step"] for r in records], [r["loss"] for r in records], label=name)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("total loss")
+    ax.legend()
+    ax.set_title("Training loss")
+    return _save(fig, path)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def write_report(run: RunDir, cfg: Any = None) -> Path:
+    """Write ``<run>/report.md`` (and its plots) from the run folder's files; returns its path."""
+    root = run.root
+    plots = root / "plots"
+    lines = [f"# autopanoptic run report\n", f"Run folder: `{root}`\n"]
+    metrics = _load(root / "eval" / "metrics.json")
+    if metrics:
+        lines += ["## Evaluation (evaluation split, never used by training or search)\n",
+                  "| | PQ | SQ | RQ | categories |", "|---|---|---|---|---|"]
+        for g in ("All", "Things", "Stuff"):
+            r = metrics[g]
+            lines.append(f"| {g} | {_pct(r['pq'])} | {_pct(r['sq'])} | {_pct(r['rq'])} | {r['n']} |")
+        if "untrained" in metrics:
+            u = metrics["untrained"]["All"]
+            lines.append(f"\nThe same architecture untrained: PQ {_pct(u['pq'])} (SQ {_pct(u['sq'])}, RQ {_pct(u['rq'])}).")
+        lines.append(f"\n{metrics['n_images']} images; retrained for {metrics['retrain_steps']} steps.")
+        if metrics.get("params") is not None:
+            lines.append(f"Network: {metrics['params'] / 1e6:.2f} M parameters, {metrics['macs'] / 1e9:.3f} GMACs "
+                         f"at {metrics['image_size']} px.")
+        if metrics.get("timings"):
+            lines.append("\nWall-clock seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
+        lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]
+        for cid, r in sorted(metrics["per_class"].items(), key=lambda kv: int(kv[0])):
+            if r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) == 0:
+                continue
+            lines.append(f"| {r['name']} ({cid}) | {'yes' if r['isthing'] else 'no'} | {_pct(r['pq'])} | {_pct(r['sq'])} | "
+                         f"{_pct(r['rq'])} | {r.get('tp', '')} | {r.get('fp', '')} | {r.get('fn', '')} |")
+        lines.append("")
+    arch = _load(root / "arch.json")
+    if arch:
+        lines += ["## Chosen architecture\n"]
+        if arch.get("fitness") is not None:
+            lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); fitness of the chosen "
+                         f"architecture on the search validation split: PQ {_pct(arch['fitness'])}.\n")
+        else:
+            lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); the chosen composite "
+                         "architecture was not itself evaluated during the search.\n")
+        for group, layers in arch["ops"].items():
+            lines.append(f"- **{group}**: " + ", ".join(f"{k.split('.', 1)[-1] if '.' in k else k}={v}" for k, v in layers.items()))
+        lines.append("")
+    board = _load(root / "search" / "scoreboard.json")
+    if board:
+        p = plot_scoreboard(board, plots / "scoreboard.png")
+        lines += ["## Scoreboard\n", f"![scoreboard]({p.relative_to(root)})\n"]
+    cands = _load(root / "search" / "candidates.json")
+    if cands:
+        p = plot_fitness(cands, plots / "fitness.png")
+        lines += ["## Fitness of the candidates\n", f"![fitness]({p.relative_to(root)})\n"]
+    curves = {name: _load(root / name / "losses.json") or [] for name in ("supernet", "retrain")}
+    if any(curves.values()):
+        p = plot_losses(curves, plots / "losses.png")
+        lines += ["## Training loss\n", f"![losses]({p.relative_to(root)})\n"]
+    drawn = sorted(plots.glob("prediction_*.png")) if plots.is_dir() else []
+    if drawn:
+        lines += ["## Predictions on evaluation images\n"]
+        lines += [f"![prediction]({p.relative_to(root)})" for p in drawn]
+        lines.append("")
+    return atomic_write_text(root / "report.md", "\n".join(lines) + "\n")

@@ -1,0 +1,120 @@
+"""``train-supernet``, ``search``, ``retrain``, ``evaluate``: the stages of a run, one run folder each.
+
+Each command reads a config (a preset name or a YAML file, ``--set section.key=value`` overrides),
+takes the run folder's lock, and calls :mod:`autopanoptic.engine.pipeline`. ``--dry-run`` checks
+the config and the data and prints the plan without writing anything.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+
+def run_options(f):
+    """Options shared by every stage command."""
+    options = [
+        click.option("--config", "config", default="tiny", show_default=True,
+                     help="A preset (tiny, paper-coco, paper-ade20k) or a YAML config file."),
+        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override one config value, e.g. --set train.lr=0.01 (repeatable)."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tiny"),
+                     show_default=True, help="Run folder (created; stages of one run share it)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="cpu, cuda or auto (cuda if available)."),
+        click.option("--dry-run", is_flag=True, help="Check config and data, print the plan, write nothing."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _setup(config: str, overrides, device: str):
+    from autopanoptic.config import load_config
+    from autopanoptic.engine.pipeline import resolve_device
+
+    return load_config(config, list(overrides)), resolve_device(device)
+
+
+def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
+    from autopanoptic.engine.plan import describe_plan
+
+    click.echo(describe_plan(cfg, out, device, stages))
+
+
+def _stage(stages: list[str]):
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(config, overrides, out, device, dry_run, progress, **kwargs):
+            from autopanoptic.engine.runs import RunDir
+
+            cfg, dev = _setup(config, overrides, device)
+            if dry_run:
+                _dry_run(cfg, out, dev, stages)
+                return
+            with RunDir(out) as run:
+                f(cfg, run, dev, progress, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+@click.command("train-supernet")
+@run_options
+@_stage(["train-supernet"])
+def train_supernet(cfg, run, device, progress):
+    """Train the supernet with strict fairness (resumes from the run folder's checkpoint)."""
+    from autopanoptic.engine import pipeline
+
+    _, res = pipeline.train_supernet(cfg, run, device=device, progress=progress)
+    last = res.losses[-1]["loss"] if res.losses else float("nan")
+    click.echo(f"supernet: {res.steps} steps (resumed from {res.resumed_from}); last loss {last:.3f}")
+    click.echo(f"checkpoint: {run.root / 'supernet' / 'checkpoint.pt'}")
+
+
+@click.command("search")
+@run_options
+@_stage(["search"])
+def search(cfg, run, device, progress):
+    """Search the trained supernet (resumes from the run folder's journal)."""
+    from autopanoptic.engine import pipeline
+
+    out = pipeline.search(cfg, run, device=device, progress=progress)
+    fit = "not evaluated" if out.best_fitness is None else f"{100 * out.best_fitness:.1f}"
+    click.echo(f"search ({cfg.search.policy}): {len(out.history)} evaluations in {out.seconds:.0f} s; "
+               f"chosen architecture PQ on the search validation split: {fit}")
+    click.echo(f"architecture: {run.root / 'arch.json'}")
+
+
+@click.command("retrain")
+@run_options
+@click.option("--arch", "arch_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Architecture JSON (default: the run folder's arch.json).")
+@_stage(["retrain"])
+def retrain(cfg, run, device, progress, arch_path):
+    """Retrain the chosen architecture as a standalone network."""
+    from autopanoptic.engine import pipeline
+
+    _, res = pipeline.retrain(cfg, run, arch_path=arch_path, device=device, progress=progress)
+    last = res.losses[-1]["loss"] if res.losses else float("nan")
+    click.echo(f"retrain: {res.steps} steps (resumed from {res.resumed_from}); last loss {last:.3f}")
+
+
+@click.command("evaluate")
+@run_options
+@_stage(["evaluate"])
+def evaluate(cfg, run, device, progress):
+    """Evaluate the retrained network on the evaluation split; export predictions; write the report."""
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.evaluate import summary_table
+    from autopanoptic.engine.report import write_report
+
+    metrics = pipeline.evaluate_run(cfg, run, device=device, progress=progress)
+    report = write_report(run, cfg)
+    click.echo(summary_table(metrics))
+    click.echo(f"metrics: {run.root / 'eval' / 'metrics.json'}")
+    click.echo(f"report: {report}")
