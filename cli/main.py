@@ -48,6 +48,9 @@ def _register() -> None:
 
     for command in (train_supernet, search, retrain, evaluate):
         main.add_command(command)
+    from autopanoptic_cli.arch import arch
+
+    main.add_command(arch)
     from autopanoptic_cli.data import data
     from autopanoptic_cli.pq import pq
 

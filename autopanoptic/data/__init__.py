@@ -36,7 +36,7 @@ from autopanoptic.data.synthetic import (
     write_split,
     write_synthetic,
 )
-from autopanoptic.data.visualize import render_panoptic, save_panoptic_overlay
+from autopanoptic.data.visualize import render_panoptic, save_panoptic_overlay, show_annotation
 
 __all__ = [
     "CategoryMap",
@@ -57,6 +57,7 @@ __all__ = [
     "rgb2id",
     "save_panoptic_overlay",
     "segments_from_labels",
+    "show_annotation",
     "split_dataset",
     "synthetic_categories",
     "validate_panoptic_json",

@@ -271,6 +271,10 @@ def load_panoptic_json(path: str | os.PathLike[str], *, kind: str = "coco") -> d
     return data
 
 
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
 def _is_image_id(v: Any, kind: str) -> bool:
     if isinstance(v, bool):
         return False
@@ -325,8 +329,8 @@ def validate_panoptic_json(
     image_ids: set[Any] = set()
     if require_images:
         for k, im in enumerate(data["images"]):
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-                if bad(f"image #{k} needs 'id' and 'file_name'"):
+            if not isinstance(im, dict) or "id" not in im or not _is_name(im.get("file_name")):
+                if bad(f"image #{k} needs 'id' and a 'file_name' string"):
                     return problems
                 continue
             if not _is_image_id(im["id"], kind):
@@ -345,8 +349,9 @@ def validate_panoptic_json(
 
     seen_ann: set[Any] = set()
     for k, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict) or "image_id" not in ann or "file_name" not in ann or "segments_info" not in ann:
-            if bad(f"annotation #{k} needs 'image_id', 'file_name' and 'segments_info'"):
+        if (not isinstance(ann, dict) or "image_id" not in ann or not _is_name(ann.get("file_name"))
+                or "segments_info" not in ann):
+            if bad(f"annotation #{k} needs 'image_id', a 'file_name' string and 'segments_info'"):
                 return problems
             continue
         iid = ann["image_id"]

@@ -24,7 +24,7 @@ from autopanoptic.data.format import CategoryMap
 from autopanoptic.errors import DataError
 from autopanoptic.io import atomic_write_bytes
 
-__all__ = ["render_panoptic", "save_panoptic_overlay", "segment_colors"]
+__all__ = ["render_panoptic", "save_panoptic_overlay", "segment_colors", "show_annotation"]
 
 
 def _hash_colour(key: int) -> np.ndarray:
@@ -110,3 +110,66 @@ def save_panoptic_overlay(path: str | os.PathLike[str], *args: Any, **kwargs: An
     buf = _io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def show_annotation(
+    json_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    image_id: Any = None,
+    index: int = 0,
+    image_dir: str | os.PathLike[str] | None = None,
+    png_dir: str | os.PathLike[str] | None = None,
+    categories_json: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Draw one annotation (or prediction) of a COCO panoptic JSON over its image, as a PNG.
+
+    ``json_path``: ground truth or predictions (predictions may lack ``images`` / ``categories``:
+    pass ``categories_json``, e.g. the ground-truth JSON, for category colours). The image is
+    ``image_dir / <file_name from images>`` (or the PNG name with ``.jpg``); without
+    ``image_dir`` the segments are drawn on black. Returns the written path.
+    """
+    import json as _json
+
+    from autopanoptic.data.dataset import read_image
+    from autopanoptic.data.format import read_panoptic_png
+
+    json_path = Path(json_path)
+    try:
+        data = _json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{json_path}: JSON not found") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{json_path}: not valid JSON ({e})") from None
+    anns = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(anns, list) or not anns:
+        raise DataError(f"{json_path}: not a COCO panoptic JSON (no 'annotations')")
+    if image_id is not None:
+        match = [a for a in anns if str(a.get("image_id")) == str(image_id)]
+        if not match:
+            raise DataError(f"{json_path}: no annotation for image id {image_id!r}")
+        ann = match[0]
+    else:
+        if not -len(anns) <= index < len(anns):
+            raise DataError(f"{json_path}: index {index} out of range ({len(anns)} annotations)")
+        ann = anns[index]
+    cats = None
+    cat_src = data.get("categories") if categories_json is None else None
+    if categories_json is not None:
+        try:
+            cat_src = _json.loads(Path(categories_json).read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{categories_json}: cannot read categories ({e})") from None
+        cat_src = cat_src.get("categories") if isinstance(cat_src, dict) else cat_src
+    if cat_src:
+        cats = CategoryMap.from_json(cat_src, source=str(categories_json or json_path))
+    png_dir = Path(png_dir) if png_dir is not None else json_path.with_suffix("")
+    pan = read_panoptic_png(png_dir / ann["file_name"])
+    image = None
+    if image_dir is not None:
+        names = [im["file_name"] for im in data.get("images", []) if im.get("id") == ann.get("image_id")]
+        name = names[0] if names else Path(ann["file_name"]).with_suffix(".jpg").name
+        image = read_image(Path(image_dir) / name)
+        if image.shape[:2] != pan.shape:
+            raise DataError(f"{Path(image_dir) / name}: image size differs from its panoptic PNG {ann['file_name']}")
+    return save_panoptic_overlay(out, image, pan, ann.get("segments_info", []), cats)
