@@ -1,0 +1,213 @@
+"""PQ speed: autopanoptic.data.pq_compute against the COCO panoptic API and hotcoco, side by side.
+
+On ``--images`` generated ``--size`` x ``--size`` images (synthetic ground truth from
+:func:`autopanoptic.data.write_synthetic`, imperfect predictions from
+:func:`autopanoptic.data.write_predictions`), each repeat times, in a rotating order:
+
+- ``autopanoptic``: ``pq_compute(..., workers=W)`` (W = ``--workers``, default the CPU count);
+- ``panopticapi``: ``panopticapi.evaluation.pq_compute`` (a process per CPU, its own design);
+- ``hotcoco``: ``hotcoco.panoptic.PanopticEval(...).evaluate()`` (threads).
+
+It checks that the three results are identical (TP / FP / FN per category equal, PQ / SQ / RQ to
+1e-9), reports medians over ``--repeats`` runs and the median of the per-repeat ratios, and writes
+``docs/benchmarks/pq.md`` with the machine and its load.
+
+Targets: at least 4x faster than panopticapi, within 1.5x of hotcoco.
+
+Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/pq_speed.py                  # 2000 images, writes the doc
+    .venv/bin/python benchmarks/pq_speed.py --images 200 --repeats 3 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from autopanoptic.data import pq_compute, write_predictions, write_synthetic  # noqa: E402
+from autopanoptic.io import atomic_write_text  # noqa: E402
+
+
+def make_data(work: Path, n: int, size: int) -> tuple[Path, Path]:
+    """Generate (or reuse) the benchmark data set; returns (gt_json, pred_json)."""
+    gt_json, pred_json = work / "gt" / "panoptic.json", work / "pred.json"
+    stamp = work / "stamp.json"
+    want = {"images": n, "size": size, "seed": 0}
+    if stamp.is_file() and json.loads(stamp.read_text()) == want and gt_json.is_file() and pred_json.is_file():
+        return gt_json, pred_json
+    write_synthetic(work / "gt", n, size=size, seed=0, progress=True)
+    write_predictions(gt_json, pred_json, seed=1, difficulty=0.7)
+    stamp.write_text(json.dumps(want))
+    return gt_json, pred_json
+
+
+def run_ours(gt, pred, workers):
+    return pq_compute(gt, pred, workers=workers)
+
+
+def run_panopticapi(gt, pred):
+    from panopticapi.evaluation import pq_compute as ref
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return ref(str(gt), str(pred))
+
+
+def run_hotcoco(gt, pred):
+    from hotcoco.panoptic import PanopticEval
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = PanopticEval(str(gt), str(pred))
+        ev.evaluate()
+        return ev.results()
+
+
+def compare(ours, api, hot) -> list[str]:
+    """Differences between the three results (empty = identical)."""
+    diffs = []
+    for g in ("All", "Things", "Stuff"):
+        for k in ("pq", "sq", "rq"):
+            if abs(ours[g][k] - float(api[g][k])) > 1e-9:
+                diffs.append(f"{g} {k}: ours {ours[g][k]} vs panopticapi {api[g][k]}")
+            if abs(ours[g][k] - float(hot[g][k])) > 1e-9:
+                diffs.append(f"{g} {k}: ours {ours[g][k]} vs hotcoco {hot[g][k]}")
+        if ours[g]["n"] != api[g]["n"] or ours[g]["n"] != hot[g]["n"]:
+            diffs.append(f"{g} n differs")
+    for cid, r in ours["per_class"].items():
+        h = hot["per_class"].get(cid, hot["per_class"].get(str(cid)))
+        if h is not None and (int(h["tp"]), int(h["fp"]), int(h["fn"])) != (r["tp"], r["fp"], r["fn"]):
+            diffs.append(f"category {cid}: tp/fp/fn differ from hotcoco")
+        a = api["per_class"][cid]
+        if abs(a["pq"] - r["pq"]) > 1e-9:
+            diffs.append(f"category {cid}: pq differs from panopticapi")
+    return diffs
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import hotcoco
+    import PIL
+
+    try:
+        import pyspng  # noqa: F401
+
+        png = "libspng (pyspng)"
+    except ImportError:
+        png = "Pillow"
+    return (f"{cpu}, {os.cpu_count()} logical CPUs visible; Python {platform.python_version()}, "
+            f"numpy {np.__version__}, Pillow {PIL.__version__}, hotcoco {hotcoco.__version__}; "
+            f"autopanoptic decodes PNGs with {png}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "autopanoptic-pq-bench")
+    ap.add_argument("--no-write", action="store_true", help="Do not write docs/benchmarks/pq.md.")
+    args = ap.parse_args()
+
+    gt, pred = make_data(args.work / f"{args.images}x{args.size}", args.images, args.size)
+    load_before = os.getloadavg()
+    tools = {
+        "autopanoptic": lambda: run_ours(gt, pred, args.workers),
+        "panopticapi": lambda: run_panopticapi(gt, pred),
+        "hotcoco": lambda: run_hotcoco(gt, pred),
+    }
+    names = list(tools)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    results = {}
+    for rep in range(args.repeats):
+        order = names[rep % 3:] + names[: rep % 3]
+        for name in order:
+            t = time.perf_counter()
+            results[name] = tools[name]()
+            times[name].append(time.perf_counter() - t)
+        print(f"repeat {rep + 1}/{args.repeats}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names), flush=True)
+    load_after = os.getloadavg()
+    diffs = compare(results["autopanoptic"], results["panopticapi"], results["hotcoco"])
+    med = {n: statistics.median(v) for n, v in times.items()}
+    r_api = statistics.median(a / o for a, o in zip(times["panopticapi"], times["autopanoptic"]))
+    r_hot = statistics.median(o / h for o, h in zip(times["autopanoptic"], times["hotcoco"]))
+    ours = results["autopanoptic"]
+    lines = [
+        "| tool | median time (s) | min (s) | max (s) | images / s |",
+        "|---|---|---|---|---|",
+    ]
+    for n in names:
+        lines.append(f"| {n} | {med[n]:.2f} | {min(times[n]):.2f} | {max(times[n]):.2f} | {args.images / med[n]:.0f} |")
+    verdict_api = "met" if r_api >= 4 else "NOT met"
+    verdict_hot = "met" if r_hot <= 1.5 else "NOT met"
+    summary = [
+        f"- speed-up over panopticapi (median of per-repeat ratios): **{r_api:.1f}x** (target >= 4x: {verdict_api})",
+        f"- time relative to hotcoco (median of per-repeat ratios): **{r_hot:.2f}x** (target <= 1.5x: {verdict_hot})",
+        f"- results identical (TP/FP/FN per category; PQ/SQ/RQ to 1e-9): **{'yes' if not diffs else 'NO: ' + '; '.join(diffs[:3])}**",
+        f"- PQ / SQ / RQ (All): {100 * ours['All']['pq']:.2f} / {100 * ours['All']['sq']:.2f} / "
+        f"{100 * ours['All']['rq']:.2f}, n = {ours['All']['n']}",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    print("\n".join(summary))
+    if args.no_write:
+        return
+    doc = f"""# Benchmark: PQ evaluation speed
+
+Measured by `benchmarks/pq_speed.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
+
+Data: {args.images} generated {args.size}x{args.size} images (`write_synthetic`, seed 0) and imperfect
+predictions (`write_predictions`, difficulty 0.7: shifted, dropped, relabelled and spurious segments,
+void bands), written as COCO panoptic JSON + RGB PNGs; the same files for the three tools. Each of
+{args.repeats} repeats runs the three tools one after the other in a rotating order; times are wall
+clock, JSON loading included.
+
+- `autopanoptic`: `autopanoptic.data.pq_compute(gt, pred, workers={args.workers})` (processes).
+- `panopticapi`: `panopticapi.evaluation.pq_compute` (the COCO panoptic API as packaged by
+  `panopticapi-lite`; one process per CPU).
+- `hotcoco`: `hotcoco.panoptic.PanopticEval(gt, pred).evaluate()` (Rust, threads).
+
+{table}
+
+{chr(10).join(summary)}
+
+Machine: {machine()}.
+Load average (1, 5, 15 min) before: {load_before[0]:.2f}, {load_before[1]:.2f}, {load_before[2]:.2f};
+after: {load_after[0]:.2f}, {load_after[1]:.2f}, {load_after[2]:.2f}. The 2 cores were shared with other
+engineers' jobs while this ran (the script itself ran under `nice -n 10`), so absolute times are
+noisy; the ratios come from runs made side by side in the same repeat.
+
+Where the time goes in `autopanoptic`: per image, two PNG decodes (libspng when `pyspng` is
+installed, else Pillow) straight to 4 bytes per pixel, a table lookup from segment id to segment
+index, one `bincount` over (ground-truth index, prediction index) pairs, and matching on the small
+per-image matrix. PNG decoding is about half of it.
+"""
+    out = REPO / "docs" / "benchmarks" / "pq.md"
+    atomic_write_text(out, doc)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
