@@ -30,6 +30,11 @@ def test_demo_writes_journals_and_prints_a_table(tmp_path):
 
 
 def test_demo_default_folder_is_per_run(tmp_path, monkeypatch):
+    import autopanoptic.search.demo as demo_module
+    from autopanoptic.search import PathPriority, RandomSearch
+
+    # the folder logic is what this test is about: small budgets keep it quick
+    monkeypatch.setattr(demo_module, "DEMO_POLICIES", (("path-priority T=1", PathPriority(cycles=1)), ("random search", RandomSearch(budget=5))))
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
         res = CliRunner().invoke(main, ["demo", "--no-progress"])
