@@ -126,7 +126,7 @@ def to_tensors(sample: dict[str, Any], *, flip: bool = False, device: torch.devi
         semantic = semantic[:, ::-1]
         boxes = boxes.copy()
         boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0).to(device)
+    img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0).to(device)
     target = {
         "boxes": torch.from_numpy(np.ascontiguousarray(boxes)).to(device),
         "labels": torch.as_tensor(np.asarray(inst["labels"], dtype=np.int64) + 1).to(device),

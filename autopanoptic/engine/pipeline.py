@@ -107,6 +107,7 @@ def _overrides(pairs) -> dict[str, Any]:
 
 def build_model(cfg: Config, categories, *, seed: int | None = None):
     """A freshly initialised supernet for ``cfg.model`` (seeded with ``cfg.train.seed``)."""
+    from autopanoptic.nn import build_supernet
 
     torch.manual_seed(cfg.train.seed if seed is None else seed)
     try:
@@ -164,6 +165,14 @@ def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
     if not path.exists():
         raise CheckpointError(f"{path}: no trained supernet in this run folder; run `autopanoptic train-supernet` first")
     state = load_checkpoint(path, map_location=device)
+    from autopanoptic.engine.train import _fingerprint_diff
+
+    diff = _fingerprint_diff(state.get("fingerprint", {}), _fingerprint(cfg, "train", "model", "data"))
+    if diff is not None:
+        raise CheckpointError(
+            f"{path}: the supernet was trained with another configuration ({diff}); use the same config and --set "
+            "values for every stage of a run"
+        )
     if state["step"] < cfg.train.steps:
         raise CheckpointError(
             f"{path}: supernet training stopped at step {state['step']} of {cfg.train.steps}; "

@@ -144,7 +144,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
             lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); the chosen composite "
                          "architecture was not itself evaluated during the search.\n")
         for group, layers in arch["ops"].items():
-            lines.append(f"- **{group}**: " + ", ".join(f"{k.split('.', 1)[-1] if '.' in k else k}={v}" for k, v in layers.items()))
+            lines.append(f"- **{group}**: " + ", ".join(f"`{k}` {v}" for k, v in layers.items()))
         lines.append("")
     board = _load(root / "search" / "scoreboard.json")
     if board:
