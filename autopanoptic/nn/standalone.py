@@ -12,7 +12,8 @@ A standalone network is called like the supernet without ``arch``:
 ``net(images, targets=None)``.
 
 >>> import torch
->>> from autopanoptic.nn.supernet import build_supernet
+>>> from autopanoptic.errors import ArchitectureError
+from autopanoptic.nn.supernet import build_supernet
 >>> sup = build_supernet("tiny", 2, 3).eval()
 >>> arch = sup.search_space.sample(1)
 >>> net = extract(sup, arch).eval()
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autopanoptic.errors import ArchitectureError
 from autopanoptic.nn.supernet import PanopticModel, PanopticSupernet, SupernetConfig, make_config
 from autopanoptic.search.space import Arch
 from autopanoptic.search.spaces import HEAD_OPS, INTER_RATIOS
@@ -38,9 +40,9 @@ __all__ = ["PanopticNetwork", "build_network", "extract"]
 
 
 def _standalone_backbone(config: SupernetConfig, choices: Sequence[int]) -> nn.Module:
-    from autopanoptic.nn.backbone import ShuffleNetSupernet
+    from autopanoptic.nn.backbone import ShuffleNetBackbone
 
-    return ShuffleNetSupernet(config.stage_blocks, config.widths).extract(tuple(choices))
+    return ShuffleNetBackbone(tuple(choices), config.stage_blocks, config.widths)
 
 
 class PanopticNetwork(PanopticModel):
@@ -72,6 +74,11 @@ class PanopticNetwork(PanopticModel):
 
     def _run_backbone(self, x: torch.Tensor, choices: Sequence[int]) -> list[torch.Tensor]:
         return list(self.backbone(x))
+
+    def _path(self, arch: Any) -> Arch:
+        if arch is not None and self.search_space.validate(arch) != self.arch:
+            raise ArchitectureError(f"this standalone network is architecture {list(self.arch)}, not {list(arch)}")
+        return self._local_arch
 
     def forward(self, images, targets=None):
         """Losses (training mode) or panoptic predictions (eval mode)."""

@@ -47,7 +47,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from autopanoptic.errors import ArchitectureError, ConfigError
@@ -386,6 +386,50 @@ class PanopticModel(nn.Module):
         return det_targets, semantic
 
     # ---- the forward pass --------------------------------------------------------------------
+    def _dense(self, x: torch.Tensor, bb, sem, f2b, b2f):
+        """Backbone, FPN, semantic subnet and both attentions: (recalibrated FPN features as an
+        OrderedDict "0".."3", "pool"; semantic logits at the input resolution)."""
+        feats = self._run_backbone(x, bb)
+        fpn = self.fpn(OrderedDict(zip(_FEATURE_NAMES, feats)))
+        levels = list(fpn.values())  # P2..P6
+        f2b_context = pooled_context(levels)
+        sem_feats = self.semantic_subnet(levels[:4], sem)
+        b2f_context = pooled_context(sem_feats)
+        levels = self.b2f(b2f_context, levels, b2f)
+        sem_feats = self.f2b(f2b_context, sem_feats, f2b)
+        logits = self.semantic_classifier(sem_feats)
+        return OrderedDict(zip(fpn.keys(), levels)), logits
+
+    def _path(self, arch: Any) -> Arch:
+        """The architecture in this module's own indexing (validated)."""
+        raise NotImplementedError
+
+    def cost_forward(self, arch: Any = None, image_size: int | None = None) -> None:
+        """A deterministic pass through every part of the path ``arch`` at inference cost, for
+        counting multiply-accumulates with module hooks (works on the ``meta`` device).
+
+        One ``image_size`` x ``image_size`` image (default ``config.image_size``, padded to a
+        multiple of 32); the RPN head on all levels; the box head and predictor on
+        ``rpn_post_nms_top_n_test`` RoIs; the mask head and predictor on ``detections_per_img`` RoIs.
+        Proposal selection, NMS and fusion are not multiply-accumulates and are skipped.
+        """
+        c = self.config
+        bb, mask, sem, f2b, b2f = self._split(self._path(arch))
+        size = int(image_size or c.image_size)
+        padded = -(-size // c.size_divisible) * c.size_divisible
+        device = self.pixel_mean.device
+        with torch.no_grad():
+            x = torch.zeros(1, 3, padded, padded, device=device)
+            features, _ = self._dense(x, bb, sem, f2b, b2f)
+            levels = list(features.values())
+            self.rpn.head(levels)
+            box = torch.tensor([[0.0, 0.0, size / 2, size / 2]], device=device)
+            rois = box.expand(c.rpn_post_nms_top_n_test, 4)
+            box_feats = roi_align(levels[0], [rois], 7, spatial_scale=0.25, sampling_ratio=2)
+            self.roi_heads.box_predictor(self.roi_heads.box_head(box_feats))
+            mask_feats = roi_align(levels[0], [rois[: c.detections_per_img]], 14, spatial_scale=0.25, sampling_ratio=2)
+            self.roi_heads.mask_predictor(self.mask_head(mask_feats, mask))
+
     def _forward(self, images, targets, arch: Sequence[int], raw: bool = False):
         bb, mask, sem, f2b, b2f = self._split(arch)
         image_list = self.preprocess(images)
@@ -395,16 +439,7 @@ class PanopticModel(nn.Module):
         if targets is not None:
             det_targets, sem_targets = self._prepare_targets(targets, image_list)
 
-        feats = self._run_backbone(image_list.tensors, bb)
-        fpn = self.fpn(OrderedDict(zip(_FEATURE_NAMES, feats)))
-        levels = list(fpn.values())  # P2..P6
-        f2b_context = pooled_context(levels)
-        sem_feats = self.semantic_subnet(levels[:4], sem)
-        b2f_context = pooled_context(sem_feats)
-        levels = self.b2f(b2f_context, levels, b2f)
-        sem_feats = self.f2b(f2b_context, sem_feats, f2b)
-        logits = self.semantic_classifier(sem_feats)
-        features = OrderedDict(zip(fpn.keys(), levels))
+        features, logits = self._dense(image_list.tensors, bb, sem, f2b, b2f)
 
         proposals, rpn_losses = self.rpn(image_list, features, det_targets if self.training else None)
         self.mask_head.active = tuple(mask)
@@ -490,6 +525,9 @@ class PanopticSupernet(PanopticModel):
         if arch is None:
             raise ArchitectureError("the supernet needs arch=...: one choice per layer of supernet.search_space")
         return self.search_space.validate(arch)
+
+    def _path(self, arch: Any) -> Arch:
+        return self.validate_arch(arch)
 
     def forward(self, images, targets=None, arch: Any = None):
         """Losses (training mode) or panoptic predictions (eval mode) of the path ``arch``."""
