@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from autopanoptic.search import ConstraintError, Evolution, PathPriority, RandomSearch, run
+from autopanoptic.search import ConstraintError, Evolution, GuidedSearch, PathPriority, RandomSearch, run
 from autopanoptic.search.spaces import auto_panoptic, nas_bench_macro
 from autopanoptic.search.toy import Landscape
 
@@ -20,6 +20,7 @@ POLICIES = [
     pytest.param(lambda **kw: Evolution(population=8, generations=4, top_k=3, mutations=3, crossovers=3, **kw), id="evolution"),
     pytest.param(lambda **kw: Evolution(population=6, generations=5, top_k=2, mutations=4, crossovers=2, budget=20, **kw), id="evolution-budget"),
     pytest.param(lambda **kw: RandomSearch(budget=15, batch_size=4, **kw), id="random"),
+    pytest.param(lambda **kw: GuidedSearch(budget=16, **kw), id="guided"),
 ]
 
 
