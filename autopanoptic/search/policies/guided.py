@@ -166,7 +166,7 @@ def normal_scores(fitnesses: np.ndarray) -> np.ndarray:
     """Rank-based normal scores: ``Phi^-1((rank + 1/2) / n)`` with rank 0 the lowest; ties share
     the average rank. Monotone in the fitness and free of its scale.
 
-    >>> [round(x, 2) for x in normal_scores(np.array([3.0, 1.0, 2.0]))]
+    >>> [round(float(x), 2) for x in normal_scores(np.array([3.0, 1.0, 2.0]))]
     [0.97, -0.97, 0.0]
     """
     y = np.asarray(fitnesses, dtype=float)
