@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from autopanoptic.data import CategoryMap, PanopticDataset, check_dataset, write_synthetic
 from autopanoptic.data.format import id2rgb, rgb2id, validate_panoptic_json
@@ -185,3 +185,40 @@ def test_random_damage_to_the_json_is_reported(data):
         or (path == ("categories", 1, "isthing") and value in (0,))
     if not still_valid:
         assert problems and all(p.startswith("x.json: ") for p in problems)
+
+
+@settings(max_examples=15)
+@given(st.sampled_from(DAMAGES), st.integers(0, 7), st.integers(0, 10**6))
+def test_any_damage_to_any_image_is_caught_by_reader_and_check(synth, damage, index, salt):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        root = _copy(synth, Path(d) / "d")
+        js = root / "panoptic.json"
+        data = json.loads(js.read_text())
+        ann = data["annotations"][index]
+        segs = ann["segments_info"]
+        k = salt % len(segs)
+        if damage == "missing_png":
+            (root / "panoptic" / ann["file_name"]).unlink()
+        elif damage == "extra_segment":
+            segs.append({"id": 256**3 - 1 - salt % 1000, "category_id": 1, "area": 1, "iscrowd": 0})
+        elif damage == "missing_segment":
+            segs.pop(k)
+        elif damage == "unknown_category":
+            segs[k]["category_id"] = 200 + salt % 50
+        elif damage == "size":
+            data["images"][index]["width"] += 1 + salt % 3
+        elif damage == "dup_image":
+            data["images"][(index + 1) % 8]["id"] = data["images"][index]["id"]
+        elif damage == "not_coco":
+            del data[("images", "annotations", "categories")[salt % 3]]
+        elif damage == "bad_segment_id":
+            segs[k]["id"] = (0, -5, "x", 256**3)[salt % 4]
+        js.write_text(json.dumps(data))
+        problems = check_dataset(root / "images", js)
+        assert problems and all("\n" not in p for p in problems)
+        with pytest.raises(DataError):
+            ds = PanopticDataset(root / "images", js)
+            for i in range(len(ds)):
+                ds[i]
