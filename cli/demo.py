@@ -1,8 +1,14 @@
-"""``autopanoptic demo``: for now, a few-second demonstration of the search core.
+"""``autopanoptic demo``: the search-core demo, and the whole panoptic pipeline with ``--full``.
 
-It generates its own data (a synthetic fitness landscape over the paper's 56-layer space) and
-runs path-priority, evolution and random search at the paper's budgets. The search part lives in
-:func:`autopanoptic.search.demo.search_demo`; this command only parses options and prints.
+``autopanoptic demo --full`` generates the synthetic dataset, trains the ``tiny`` supernet with
+strict fairness, runs path-priority search, retrains the winner, evaluates it on the held-out
+evaluation split, and prints PQ / SQ / RQ and the path of the report
+(:func:`autopanoptic.engine.pipeline.demo`).
+
+Without ``--full`` it is the few-second demonstration of the search core alone
+(:func:`autopanoptic.search.demo.search_demo`): path-priority, evolution and random search on a
+synthetic fitness landscape over the paper's 56-layer space. (The search core's tests call it in
+that form; the integrator flips the default to the full pipeline, with ``--toy`` for this one.)
 """
 
 from __future__ import annotations
@@ -13,23 +19,62 @@ from pathlib import Path
 import click
 
 
-@click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: runs/demo-<timestamp>/).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of landscape and policies.")
-@click.option("--interaction", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Strength of the landscape's neighbour interactions.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def demo(out: Path | None, seed: int, interaction: float, progress: bool) -> None:
-    """Compare path-priority, evolution and random search on a synthetic landscape."""
-    from autopanoptic.search.demo import format_table, search_demo
-
+def _fresh_folder(out: Path | None) -> Path:
     if out is None:
         out = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
         while out.exists():  # two demos in the same second never share a folder
             out = out.with_name(out.name + "-1")
-    elif out.exists() and any(out.iterdir()):
+    return out
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: runs/demo-<timestamp>/). A --full demo resumes from an existing one.")
+@click.option("--full", is_flag=True,
+              help="The whole panoptic pipeline: data, strict-fair supernet, search, retrain, evaluate, report.")
+@click.option("--config", "config", default="tiny", show_default=True, help="Preset or YAML config (--full).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one config value, e.g. --set retrain.steps=100 (repeatable; --full).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto (--full).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the toy landscape and policies (search-core demo).")
+@click.option("--interaction", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Strength of the toy landscape's neighbour interactions (search-core demo).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+def demo(out, full, config, overrides, device, seed, interaction, progress) -> None:
+    """Demonstrate the search core, or (--full) the whole Auto-Panoptic pipeline on synthetic data."""
+    if full:
+        _full(out, config, overrides, device, progress)
+    else:
+        _toy(out, seed, interaction, progress)
+
+
+def _full(out: Path | None, config: str, overrides, device: str, progress: bool) -> None:
+    from autopanoptic.config import load_config
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.evaluate import summary_table
+    from autopanoptic.engine.runs import RunDir
+
+    cfg = load_config(config, list(overrides))
+    dev = pipeline.resolve_device(device)
+    out = _fresh_folder(out)
+    with RunDir(out) as run:
+        metrics = pipeline.demo(cfg, run, device=dev, progress=progress)
+    click.echo(f"Auto-Panoptic demo ({cfg.model.preset} supernet, {cfg.search.policy} search, {dev}), "
+               f"evaluation split of {metrics['n_images']} images:")
+    click.echo(summary_table(metrics))
+    if "untrained" in metrics:
+        click.echo(f"(the same architecture untrained: PQ {100 * metrics['untrained']['All']['pq']:.1f})")
+    click.echo(f"time: {metrics['timings']['total'] / 60:.1f} min")
+    click.echo(f"report: {out / 'report.md'}")
+
+
+def _toy(out: Path | None, seed: int, interaction: float, progress: bool) -> None:
+    from autopanoptic.search.demo import format_table, search_demo
+
+    if out is not None and out.exists() and any(out.iterdir()):
         raise click.BadParameter(f"{out} is not empty; choose a new folder", param_hint="--out")
+    out = _fresh_folder(out)
     rows = search_demo(out, seed=seed, interaction=interaction, progress=progress)
     click.echo("Search core on a synthetic landscape over the paper's 56-layer space")
     click.echo("(fitness = true landscape value of the chosen architecture; regret = optimum - fitness)")
