@@ -257,55 +257,62 @@ def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, f
     pi = _lookup(ps, pr_ids, what="predicted", source=source, checked=checked).astype(np.intp)
     ng, npr = len(gt_ids) + 1, len(pr_ids) + 1
     counts = np.bincount(gi * npr + pi, weights=lengths, minlength=ng * npr).astype(np.int64).reshape(ng, npr)
-    gt_pix = counts.sum(axis=1)[1:]
-    pr_area = counts.sum(axis=0)[1:]
-    if np.any(gt_pix == 0):
-        bad = gt_ids[gt_pix == 0][:5].tolist()
+    # From here on everything is per segment (a handful per image): plain Python is faster than
+    # many tiny numpy calls.
+    gt_pix = counts.sum(axis=1).tolist()[1:]
+    pr_area = counts.sum(axis=0).tolist()[1:]
+    if 0 in gt_pix:
+        bad = [int(i) for i, a in zip(gt_ids, gt_pix) if a == 0][:5]
         raise DataError(f"{source}: ground-truth segment(s) {bad} in segments_info are absent from the PNG")
-    if np.any(pr_area == 0):
-        bad = pr_ids[pr_area == 0][:5].tolist()
+    if 0 in pr_area:
+        bad = [int(i) for i, a in zip(pr_ids, pr_area) if a == 0][:5]
         raise DataError(f"{source}: predicted segment(s) {bad} in segments_info are absent from the PNG")
-    crowd = np.array([int(s.get("iscrowd", 0)) == 1 for s in gt_segments], dtype=bool)
+    crowd = [s.get("iscrowd", 0) == 1 for s in gt_segments]
     if all("area" in s for s in gt_segments):
-        gt_area = np.array([s["area"] for s in gt_segments])
-        if gt_area.dtype.kind not in "iuf":
+        gt_area = [s["area"] for s in gt_segments]
+        if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in gt_area):
             raise DataError(f"{source}: ground-truth areas must be numbers")
     else:
         gt_area = gt_pix
+    gcat = gt_cat.tolist()
+    pcat = pr_cat.tolist()
+    on_void = counts[0].tolist()[1:]
     inter = counts[1:, 1:]
-    on_void = counts[0, 1:]
-    # Candidate pairs: same category, ground truth not crowd, overlapping.
-    cand = (inter > 0) & (gt_cat[:, None] == pr_cat[None, :]) & ~crowd[:, None]
-    gr, pc = np.nonzero(cand)
-    gt_matched = np.zeros(len(gt_ids), dtype=bool)
-    pr_matched = np.zeros(len(pr_ids), dtype=bool)
-    if len(gr):
-        it = inter[gr, pc]
-        union = pr_area[pc] + gt_area[gr] - it - on_void[pc]
-        if np.any(union <= 0):
+    rows, cols = np.nonzero(inter)
+    gt_matched = [False] * len(gcat)
+    pr_matched = [False] * len(pcat)
+    # Matches: same category, ground truth not crowd, IoU > 0.5 with the union leaving out the
+    # prediction's pixels on void (the API's arithmetic, in its order).
+    for i, j, it in zip(rows.tolist(), cols.tolist(), inter[rows, cols].tolist()):
+        c = gcat[i]
+        if crowd[i] or c != pcat[j]:
+            continue
+        union = pr_area[j] + gt_area[i] - it - on_void[j]
+        if union <= 0:
             raise DataError(f"{source}: a ground-truth 'area' in the JSON is smaller than its pixels")
         iou = it / union
-        m = iou > 0.5
-        np.add.at(tp, gt_cat[gr[m]], 1)
-        np.add.at(iou_sum, gt_cat[gr[m]], iou[m])
-        gt_matched[gr[m]] = True
-        pr_matched[pc[m]] = True
-    miss = ~gt_matched & ~crowd
-    np.add.at(fn, gt_cat[miss], 1)
-    # Unmatched predictions: ignored when > half of them is on void or on their category's crowd.
-    rest = np.nonzero(~pr_matched)[0]
-    if len(rest):
-        ignored = on_void[rest].copy()
-        crowd_row = {}
-        for k in np.nonzero(crowd)[0]:
-            crowd_row[int(gt_cat[k])] = int(k)  # the last crowd segment of a category wins
-        if crowd_row:
-            for j, p in enumerate(rest):
-                r = crowd_row.get(int(pr_cat[p]))
-                if r is not None:
-                    ignored[j] += inter[r, p]
-        fp_mask = ~(ignored / pr_area[rest] > 0.5)
-        np.add.at(fp, pr_cat[rest[fp_mask]], 1)
+        if iou > 0.5:
+            tp[c] += 1
+            iou_sum[c] += iou
+            gt_matched[i] = True
+            pr_matched[j] = True
+    crowd_row: dict[int, int] = {}
+    for i, c in enumerate(gcat):
+        if crowd[i]:
+            crowd_row[c] = i  # the last crowd segment of a category wins, as in the API
+        elif not gt_matched[i]:
+            fn[c] += 1
+    # Unmatched predictions: ignored when more than half of them lies on void or on the crowd
+    # region of their category.
+    for j, c in enumerate(pcat):
+        if pr_matched[j]:
+            continue
+        ignored = on_void[j]
+        r = crowd_row.get(c)
+        if r is not None:
+            ignored += int(inter[r, j])
+        if not ignored / pr_area[j] > 0.5:
+            fp[c] += 1
 
 
 def pq_stats(
@@ -427,8 +434,8 @@ def _eval_chunk(args) -> np.ndarray:
     iou = np.zeros(n, np.float64)
     cat_pos = {c: k for k, c in enumerate(cat_ids)}
     for gt_ann, pred_ann in pairs:
-        gt_png = Path(gt_folder) / gt_ann["file_name"]
-        pred_png = Path(pred_folder) / pred_ann["file_name"]
+        gt_png = os.path.join(gt_folder, gt_ann["file_name"])
+        pred_png = os.path.join(pred_folder, pred_ann["file_name"])
         gt_map = _read_ids(gt_png)
         pred_map = _read_ids(pred_png)
         source = f"{pred_png} (image {gt_ann['image_id']!r})"
