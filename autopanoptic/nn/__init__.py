@@ -7,8 +7,15 @@ Public API (see ``docs/reference/nn.md``):
 - :func:`extract` (standalone network of one path, weights copied), :func:`build_network`
   (a fresh standalone network, e.g. at the retraining width), :class:`PanopticNetwork`;
 - :func:`panoptic_fusion` (SPEC.md section 4).
+- backbone, counting, BN recalibration (``docs/reference/nn-backbone.md``): :class:`ShuffleNetSupernet`,
+  :class:`ShuffleNetBackbone`, :class:`ShuffleNetClassifier`, :func:`count`, :class:`CostTable`,
+  :func:`build_cost_table`, :func:`recalibrate_bn`, :func:`choose_device`.
 """
 
+from autopanoptic.nn.backbone import ShuffleNetBackbone, ShuffleNetClassifier, ShuffleNetSupernet
+from autopanoptic.nn.bn import recalibrate_bn
+from autopanoptic.nn.counting import CostTable, build_cost_table, count
+from autopanoptic.nn.device import choose_device
 from autopanoptic.nn.fusion import panoptic_fusion
 from autopanoptic.nn.standalone import PanopticNetwork, build_network, extract
 from autopanoptic.nn.supernet import (
@@ -23,6 +30,14 @@ from autopanoptic.nn.supernet import (
 )
 
 __all__ = [
+    "CostTable",
+    "ShuffleNetBackbone",
+    "ShuffleNetClassifier",
+    "ShuffleNetSupernet",
+    "build_cost_table",
+    "choose_device",
+    "count",
+    "recalibrate_bn",
     "PRESETS",
     "PanopticNetwork",
     "PanopticSupernet",
