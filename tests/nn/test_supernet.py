@@ -192,3 +192,80 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     with torch.no_grad():
         after = loss()
     assert math.isfinite(float(after)) and float(after) < float(before.detach())
+
+
+def _direct_macs(net, image_size):
+    """An independent MAC count: hooks on every Conv2d / Linear / ConvTranspose2d / count_macs op of
+    ``net`` during its ``cost_forward``."""
+    from autopanoptic.nn.ops.heads import ModulatedDeformConv2d
+
+    total = [0]
+
+    def hook(m, inputs, out):
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            total[0] += inputs[0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Conv2d):
+            total[0] += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            total[0] += out.numel() * m.in_features
+        elif isinstance(m, ModulatedDeformConv2d):
+            total[0] += out.numel() * m.in_channels * m.kernel_size**2
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()]
+    try:
+        net.cost_forward(None, image_size)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+@settings(max_examples=4, deadline=None)
+@given(arch=archs_of(TINY_SPACE))
+def test_counts_agree_with_direct_counts_on_the_extracted_network(tiny, arch):
+    from autopanoptic.nn import count, extract
+
+    params, macs = count(tiny, arch, 128)
+    net = extract(tiny, arch)
+    assert params == sum(p.numel() for p in net.parameters())
+    assert macs == _direct_macs(net, 128)
+    assert count(net, arch, 128) == (params, macs)
+    assert count("tiny", arch, 128, num_thing_classes=NUM_THINGS, num_stuff_classes=NUM_STUFF) == (params, macs)
+
+
+def test_counts_grow_with_the_image_and_the_ops():
+    from autopanoptic.nn import count
+
+    small = (0,) * 21
+    big = (3,) * 5 + (3,) * 7 + (0,) * 9  # xception backbone, atconv5x5 heads
+    assert count("tiny", small, 256, num_thing_classes=2, num_stuff_classes=3)[1] > count(
+        "tiny", small, 128, num_thing_classes=2, num_stuff_classes=3
+    )[1]
+    p_small, m_small = count("tiny", small, 128, num_thing_classes=2, num_stuff_classes=3)
+    p_big, m_big = count("tiny", big, 128, num_thing_classes=2, num_stuff_classes=3)
+    assert p_big > p_small and m_big > m_small
+
+
+def test_bn_recalibration_of_a_path_matches_the_extracted_network():
+    from autopanoptic.nn import extract, recalibrate_bn
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    torch.manual_seed(0)
+    sup = build_supernet("tiny", NUM_THINGS, NUM_STUFF)
+    arch = TINY_SPACE.sample(5)
+    plain = extract(sup, arch)
+    batches = [make_batch(s)[0] for s in range(2)]
+    recalibrate_bn(sup, arch, batches)
+    recalibrate_bn(plain, None, batches)
+    assert not sup.training
+    on_path = {id(m) for layer, c in zip(sup.backbone.layer_choices, arch) for m in layer[c].modules()}
+    on_path |= {id(m) for m in sup.backbone.stem.modules()}
+    for m in sup.modules():
+        if isinstance(m, _BatchNorm):
+            assert int(m.num_batches_tracked) == (2 if id(m) in on_path else 0)
+    after = extract(sup, arch)
+    for (name, a), b in zip(after.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+    images, _ = make_batch(11)
+    with torch.no_grad():
+        torch.testing.assert_close(sup.raw_outputs(images, arch)["semantic_logits"], plain.raw_outputs(images)["semantic_logits"])
