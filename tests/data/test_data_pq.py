@@ -214,3 +214,24 @@ def test_stats_summary_matches_compute(tmp_path):
     pred_json = write_predictions(gt_json, tmp_path / "pred.json", seed=1)
     stats = pq_compute_stats(gt_json, pred_json, workers=1)
     assert stats.summary() == pq_compute(gt_json, pred_json, workers=1)
+
+
+def test_pillow_fallback_gives_the_same_result(tmp_path, monkeypatch):
+    from autopanoptic.data import pq as pq_module
+
+    gt_json = write_synthetic(tmp_path / "gt", 5, size=32, seed=8)
+    pred_json = write_predictions(gt_json, tmp_path / "pred.json", seed=2, difficulty=1.0)
+    fast = pq_compute(gt_json, pred_json, workers=1)
+    monkeypatch.setattr(pq_module, "_spng", None)
+    slow = pq_compute(gt_json, pred_json, workers=1)
+    assert fast == slow
+    # a PNG that is not RGB is refused with a clear message on both paths
+    from PIL import Image
+
+    png = next((tmp_path / "pred").iterdir())
+    Image.new("L", (32, 32)).save(png)
+    with pytest.raises(DataError, match="mode L"):
+        pq_compute(gt_json, pred_json, workers=1)
+    monkeypatch.undo()
+    with pytest.raises(DataError, match="mode L"):
+        pq_compute(gt_json, pred_json, workers=1)
