@@ -212,6 +212,8 @@ budget / 4: 3 on NAS-Bench-Macro; 6, 12, 12 on the wide space).
 search (no training: table look-ups or a synthetic landscape).
 
 {tables}
+
+What these numbers mean for choosing a policy: [Choosing a search policy](../explanation/choosing-a-policy.md).
 """
     atomic_write_text(args.out, doc)
     print(f"wrote {args.out}")
