@@ -7,7 +7,7 @@ import math
 import attrs
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given, settings, strategies as st
 
 from autopanoptic.errors import ArchitectureError, ConfigError
 from autopanoptic.nn.heads import semantic_loss
@@ -50,7 +50,6 @@ def test_paper_presets_have_the_papers_space():
         assert (cfg.fpn_channels, cfg.semantic_channels, cfg.box_head_dim) == (256, 128, 1024)
 
 
-@pytest.mark.slow
 def test_paper_search_supernet_layer_choices():
     net = build_supernet("paper-search", 80, 53)
     assert net.search_space == auto_panoptic()
@@ -60,6 +59,24 @@ def test_paper_search_supernet_layer_choices():
     assert (f2b.in_channels, f2b.out_channels) == (5 * 256, 128)
     assert (b2f.in_channels, b2f.out_channels) == (4 * 128, 256)
     assert net.semantic_classifier.conv.out_channels == 54
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    preset=st.sampled_from(sorted(PRESETS)),
+    things=st.integers(1, 200),
+    stuff=st.integers(1, 200),
+    fpn=st.integers(1, 512),
+    blocks=st.tuples(*[st.integers(1, 20)] * 4),
+    weight=st.floats(0, 10, allow_nan=False),
+    suffix=st.sampled_from([".yaml", ".yml", ".json"]),
+)
+def test_config_files_round_trip(tmp_path_factory, preset, things, stuff, fpn, blocks, weight, suffix):
+    cfg = make_config(preset, things, stuff, fpn_channels=fpn, stage_blocks=blocks, semantic_loss_weight=weight)
+    path = save_config(cfg, tmp_path_factory.mktemp("cfg") / f"config{suffix}")
+    back = load_config(path)
+    assert back == cfg and SupernetConfig.from_dict(cfg.to_dict()) == cfg
+    assert back.search_space() == auto_panoptic(blocks)
 
 
 def test_config_round_trips_and_rejects_bad_values(tmp_path):
