@@ -60,7 +60,7 @@ from autopanoptic.search.policies.base import (
 )
 from autopanoptic.search.space import Arch, SearchSpace
 
-__all__ = ["GuidedSearch", "GuidedSearchState", "AdditiveModel", "fit_additive"]
+__all__ = ["AdditiveModel", "GuidedSearch", "GuidedSearchState", "fit_additive", "normal_scores"]
 
 _PURPOSE_INIT = 21
 _PURPOSE_GUIDED = 22
