@@ -143,3 +143,22 @@ def test_additive_landscape_beats_the_unevaluated_composite_of_the_same_data():
         first = state.history[: policy.first_batch_for(space)]
         composite = fit_additive(space.n_choices, [a for a, _ in first], [f for _, f in first]).composite()
         assert land.true_fitness(policy.best(state)) >= land.true_fitness(composite)
+
+
+def test_choosing_a_policy_code_runs(tmp_path, monkeypatch, capsys):
+    """The usage example in docs/explanation/choosing-a-policy.md runs and resumes from its journal."""
+    import re
+
+    from conftest import REPO
+
+    page = (REPO / "docs" / "explanation" / "choosing-a-policy.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "choosing-a-policy.md", "exec"), namespace)
+    assert capsys.readouterr().out.startswith("60 ")
+    again = run(GuidedSearch(budget=60), namespace["space"], lambda archs: pytest.fail("evaluated again"),
+                seed=0, journal="search.jsonl", progress=False)
+    assert again == namespace["result"]
