@@ -12,8 +12,7 @@ A standalone network is called like the supernet without ``arch``:
 ``net(images, targets=None)``.
 
 >>> import torch
->>> from autopanoptic.errors import ArchitectureError
-from autopanoptic.nn.supernet import build_supernet
+>>> from autopanoptic.nn.supernet import build_supernet
 >>> sup = build_supernet("tiny", 2, 3).eval()
 >>> arch = sup.search_space.sample(1)
 >>> net = extract(sup, arch).eval()
