@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from autopanoptic.errors import ArchitectureError, ConfigError
-from autopanoptic.nn.heads import semantic_loss
 from autopanoptic.nn.supernet import (
     PRESETS,
     SupernetConfig,
