@@ -285,3 +285,17 @@ def test_bn_recalibration_of_a_path_matches_the_extracted_network():
     images, _ = make_batch(11)
     with torch.no_grad():
         torch.testing.assert_close(sup.raw_outputs(images, arch)["semantic_logits"], plain.raw_outputs(images)["semantic_logits"])
+
+
+def test_eval_without_any_detection_gives_stuff_only():
+    torch.manual_seed(0)
+    net = build_supernet("tiny", NUM_THINGS, NUM_STUFF, box_score_thresh=1.0).eval()
+    images, _ = make_batch(4)
+    with torch.no_grad():
+        out = net(images, arch=TINY_SPACE.sample(6))
+    for img, pred in zip(images, out):
+        assert pred["panoptic"].shape == img.shape[1:]
+        assert all(not s["isthing"] for s in pred["segments"])
+        sem = pred["semantic"]
+        for s in pred["segments"]:
+            assert (sem[pred["panoptic"] == s["id"]] == s["label"]).all()
