@@ -1,0 +1,133 @@
+"""End to end through the CLI on a very small generated dataset: train, search, retrain, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from autopanoptic_cli.main import main
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--set", "data.synthetic_images=10", "--set", "data.synthetic_size=48",
+    "--set", "data.eval_fraction=0.3", "--set", "data.val_fraction=0.3",
+    "--set", "train.steps=2", "--set", "train.batch_size=1", "--set", "train.checkpoint_every=1",
+    "--set", "search.cycles=1", "--set", "search.calib_batches=1", "--set", "search.calib_batch_size=2",
+    "--set", "retrain.steps=2", "--set", "retrain.batch_size=1", "--set", "eval.draw=1",
+    "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+]
+
+
+def cli(*args: str):
+    res = CliRunner().invoke(main, [*args], catch_exceptions=False)
+    return res
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "r"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress", *TINY]
+    for cmd in ("train-supernet", "search", "retrain", "evaluate"):
+        res = cli(cmd, *common)
+        assert res.exit_code == 0, (cmd, res.output)
+    return out
+
+
+def test_every_stage_writes_its_files(run_folder):
+    for rel in ("config.yaml", "splits.json", "supernet/checkpoint.pt", "supernet/losses.json",
+                "search/journal.jsonl", "search/scoreboard.json", "search/candidates.json", "arch.json",
+                "retrain/checkpoint.pt", "eval/metrics.json", "eval/predictions.json", "report.md",
+                "plots/scoreboard.png", "plots/fitness.png", "plots/losses.png", "plots/prediction_0.png"):
+        assert (run_folder / rel).is_file(), rel
+    assert not (run_folder / ".lock").exists()
+    metrics = json.loads((run_folder / "eval" / "metrics.json").read_text())
+    assert set(metrics) >= {"All", "Things", "Stuff", "per_class"}
+    arch = json.loads((run_folder / "arch.json").read_text())
+    assert "dfconv" not in json.dumps(arch["ops"])  # excluded ops are never chosen
+    candidates = json.loads((run_folder / "search" / "candidates.json").read_text())
+    assert len(candidates) >= 1 and all(0.0 <= c["fitness"] <= 1.0 for c in candidates)
+    splits = json.loads((run_folder / "splits.json").read_text())
+    assert not set(splits["eval"]) & set(splits["train"])
+    assert set(splits["val"]) <= set(splits["train"])
+
+
+def test_exported_predictions_are_accepted_by_the_coco_panoptic_api(run_folder):
+    from panopticapi.evaluation import pq_compute
+
+    ev = run_folder / "eval"
+    gt = json.loads((ev / "ground_truth.json").read_text())
+    cwd = os.getcwd()
+    try:
+        os.chdir(ev)  # panopticapi prints and may write nothing; keep it inside tmp
+        res = pq_compute(str(ev / "ground_truth.json"), str(ev / "predictions.json"),
+                         gt_folder=gt["png_folder"], pred_folder=str(ev / "predictions"))
+    finally:
+        os.chdir(cwd)
+    metrics = json.loads((ev / "metrics.json").read_text())
+    for group in ("All", "Things", "Stuff"):
+        assert res[group]["pq"] == pytest.approx(metrics[group]["pq"], abs=1e-9)
+        assert res[group]["n"] == metrics[group]["n"]
+
+
+def test_search_resumes_from_its_journal(run_folder, tmp_path):
+    journal = run_folder / "search" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    before = json.loads((run_folder / "arch.json").read_text())
+    journal.write_text("\n".join(lines[: 1 + (len(lines) - 1) // 2]) + "\n")  # header + half the evaluations
+    res = cli("search", "--out", str(run_folder), "--device", "cpu", "--no-progress", *TINY)
+    assert res.exit_code == 0, res.output
+    assert journal.read_text().splitlines() == lines
+    assert json.loads((run_folder / "arch.json").read_text())["flat"] == before["flat"]
+
+
+def test_bad_config_value_is_one_clear_line(tmp_path):
+    res = cli("train-supernet", "--out", str(tmp_path / "x"), "--set", "train.lr=-0.1", "--no-progress")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [res.output.strip()]
+    assert "train.lr" in res.output and "must be > 0" in res.output
+
+
+def test_missing_dataset_folder_is_a_clear_error(tmp_path):
+    res = cli("train-supernet", "--out", str(tmp_path / "x"), "--set", f"data.root={tmp_path / 'nope'}", "--dry-run")
+    assert res.exit_code == 2
+    assert "does not exist" in res.output and str(tmp_path / "nope") in res.output
+
+
+def test_architecture_that_does_not_fit_the_space_is_refused(run_folder, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"flat": [0, 1, 2]}))
+    res = cli("retrain", "--out", str(run_folder), "--arch", str(bad), "--device", "cpu", "--no-progress", *TINY)
+    assert res.exit_code == 2
+    assert "3 choices but search space" in res.output
+
+
+def test_a_locked_run_folder_is_refused(tmp_path):
+    from autopanoptic.engine.runs import RunDir
+
+    with RunDir(tmp_path / "busy"):
+        res = cli("search", "--out", str(tmp_path / "busy"), "--no-progress")
+    assert res.exit_code == 2
+    assert "in use" in res.output
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    res = cli("train-supernet", "--out", str(tmp_path / "plan"), "--dry-run", *TINY)
+    assert res.exit_code == 0, res.output
+    assert "train-supernet: 2 steps" in res.output
+    assert not (tmp_path / "plan").exists()
+
+
+def test_full_demo_prints_pq_and_the_report(tmp_path):
+    out = tmp_path / "demo"
+    res = cli("demo", "--full", "--out", str(out), "--device", "cpu", "--no-progress", *TINY)
+    assert res.exit_code == 0, res.output
+    for label in ("PQ", "All", "Things", "Stuff", "untrained", str(out / "report.md")):
+        assert label in res.output
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert set(metrics["timings"]) >= {"train_supernet", "search", "retrain", "evaluate", "total"}
+    assert "## Evaluation" in (out / "report.md").read_text()
