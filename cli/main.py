@@ -56,6 +56,11 @@ def _register() -> None:
 
     main.add_command(data)
     main.add_command(pq)
+    from autopanoptic_cli.pretrain import pretrain_standalone, pretrain_supernet, synth_classes
+
+    main.add_command(pretrain_supernet)
+    main.add_command(pretrain_standalone)
+    data.add_command(synth_classes)
     pass
 
 
