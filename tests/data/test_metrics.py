@@ -196,6 +196,7 @@ def test_matches_pycocotools_on_random_detections():
         pred = inst(pb, rng.integers(0, 3, len(pb)), scores=rng.random(len(pb)))
         records = records + ap_records(k, H, W, gt, pred)
     res = instance_ap(records, 3)
+    assert instance_ap(APRecords.concat([APRecords(records.images[:2]), APRecords(records.images[2:])]), 3) == res
     for t in ("bbox", "segm"):
         ref = _pycocotools_reference(records, 3, t)
         ours = np.array([res[t][k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")])
