@@ -234,6 +234,10 @@ class ShuffleNetClassifier(nn.Module):
     ``1x1`` conv + BN + ReLU to ``last_channels`` (default ``widths[-1]``, DetNAS's 1728 at the
     3.8G width), global average pool, dropout 0.1, ``Linear(last_channels, num_classes, bias=False)``.
 
+    ``choices`` may also be a ready :class:`ShuffleNetBackbone` or a :class:`ShuffleNetSupernet`
+    (then ``forward(x, choices)`` and ``layer_choices`` work as on the supernet: the ImageNet form
+    of the whole space, for :func:`autopanoptic.nn.counting.build_cost_table`).
+
     >>> import torch
     >>> net = ShuffleNetClassifier((0,) * 5, (1, 1, 2, 1), (8, 16, 24, 32, 48), num_classes=10)
     >>> net(torch.zeros(2, 3, 32, 32)).shape
@@ -242,14 +246,14 @@ class ShuffleNetClassifier(nn.Module):
 
     def __init__(
         self,
-        choices: Sequence[int] | ShuffleNetBackbone,
+        choices: Sequence[int] | ShuffleNetBackbone | ShuffleNetSupernet,
         stage_blocks: Sequence[int] = PAPER_BACKBONE_BLOCKS,
         widths: Sequence[int] = RETRAIN_WIDTHS,
         last_channels: int | None = None,
         num_classes: int = 1000,
     ):
         super().__init__()
-        if isinstance(choices, ShuffleNetBackbone):
+        if isinstance(choices, (ShuffleNetBackbone, ShuffleNetSupernet)):
             self.backbone = choices
         else:
             self.backbone = ShuffleNetBackbone(choices, stage_blocks, widths)
@@ -260,7 +264,15 @@ class ShuffleNetClassifier(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.classifier = nn.Linear(last, num_classes, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits ``N x num_classes``."""
-        x = self.last_conv(self.backbone(x)[-1])
+    @property
+    def layer_choices(self) -> nn.ModuleList | None:
+        """The backbone supernet's ``layer_choices`` (``None`` for a single architecture)."""
+        if isinstance(self.backbone, ShuffleNetSupernet):
+            return self.backbone.layer_choices
+        return None
+
+    def forward(self, x: torch.Tensor, choices: Sequence[int] | None = None) -> torch.Tensor:
+        """Class logits ``N x num_classes`` (``choices``: the path, only when built on a supernet)."""
+        feats = self.backbone(x) if choices is None else self.backbone(x, choices)
+        x = self.last_conv(feats[-1])
         return self.classifier(self.dropout(self.pool(x).flatten(1)))

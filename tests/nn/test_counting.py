@@ -213,3 +213,13 @@ def test_panoptic_supernet_counts_match_extracted_networks():
     full = build_supernet("tiny", 2, 2)
     arch = full.search_space.sample(np.random.default_rng(4))
     assert count("tiny", arch, size, num_thing_classes=2, num_stuff_classes=2) == count(full, arch, size)
+
+
+@settings(max_examples=5)
+@given(archs_of(SPACE))
+def test_imagenet_form_of_the_supernet_counts_like_standalone_classifiers(arch):
+    with torch.device("meta"):
+        sup_form = ShuffleNetClassifier(ShuffleNetSupernet(BLOCKS, WIDTHS), last_channels=64, num_classes=10)
+        alone = ShuffleNetClassifier(arch, BLOCKS, WIDTHS, last_channels=64, num_classes=10)
+    table = cost_table_for(sup_form, 64)
+    assert table.cost(arch) == count(alone, None, 64) == count_direct(alone.eval(), image_forward(64))
