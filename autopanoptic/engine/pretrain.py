@@ -5,7 +5,7 @@ is pretrained with batch 1024 for 300k iterations before the supernet moves to p
 chosen backbone is pretrained again, standalone, at the retraining width). Two stages:
 
 - :func:`pretrain_supernet`: the searchable backbone (:class:`~autopanoptic.nn.backbone.ShuffleNetSupernet`)
-  plus a classification head (:class:`SupernetClassifier`), trained with **strict fairness**: one
+  plus a classification head (:func:`supernet_classifier`), trained with **strict fairness**: one
   optimizer step is one strict-fair cycle of the backbone space (``m = 4``: every choice of every
   layer exactly once per step), gradients normalised by usage. Its ``backbone.pt`` initialises
   ``train-supernet``.
@@ -61,7 +61,6 @@ __all__ = [
     "LoadReport",
     "PretrainConfig",
     "PretrainResult",
-    "SupernetClassifier",
     "backbone_shape",
     "classification_accuracy",
     "load_backbone_weights",
@@ -70,6 +69,7 @@ __all__ = [
     "pretrain_supernet",
     "read_backbone_choices",
     "save_backbone",
+    "supernet_classifier",
 ]
 
 BACKBONE_FORMAT = "autopanoptic-backbone-1"
@@ -208,38 +208,18 @@ def read_backbone_choices(cfg: Any, arch_path: str | os.PathLike[str]) -> tuple[
 
 
 # ---- networks ------------------------------------------------------------------------------------
-class SupernetClassifier(nn.Module):
-    """The searchable backbone with the classification head of
-    :class:`~autopanoptic.nn.backbone.ShuffleNetClassifier` (last ``1x1`` conv + BN + ReLU, global
-    pool, dropout 0.1, bias-free linear). ``forward(x, arch)`` -> logits; ``arch`` = backbone choices.
+def supernet_classifier(stage_blocks: Sequence[int], widths: Sequence[int], num_classes: int) -> nn.Module:
+    """The searchable backbone with a classification head: the ImageNet form
+    :class:`~autopanoptic.nn.backbone.ShuffleNetClassifier` built on a
+    :class:`~autopanoptic.nn.backbone.ShuffleNetSupernet`; ``net(x, arch)`` -> logits.
 
-    >>> net = SupernetClassifier((1, 1, 1, 1), (8, 16, 24, 32, 48), num_classes=3)
+    >>> net = supernet_classifier((1, 1, 1, 1), (8, 16, 24, 32, 48), num_classes=3)
     >>> net(torch.zeros(2, 3, 32, 32), (0, 1, 2, 3)).shape
     torch.Size([2, 3])
     """
+    from autopanoptic.nn.backbone import ShuffleNetClassifier, ShuffleNetSupernet
 
-    def __init__(self, stage_blocks: Sequence[int], widths: Sequence[int], num_classes: int,
-                 last_channels: int | None = None):
-        super().__init__()
-        from autopanoptic.nn.backbone import ShuffleNetSupernet
-
-        self.backbone = ShuffleNetSupernet(stage_blocks, widths)
-        cin = self.backbone.widths[-1]
-        last = int(last_channels or cin)
-        self.last_conv = nn.Sequential(nn.Conv2d(cin, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU(inplace=True))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.1)
-        self.classifier = nn.Linear(last, num_classes, bias=False)
-
-    @property
-    def search_space(self):
-        """The backbone search space (:attr:`ShuffleNetSupernet.search_space`)."""
-        return self.backbone.search_space
-
-    def forward(self, x: torch.Tensor, arch: Sequence[int]) -> torch.Tensor:
-        """Class logits ``N x num_classes`` of the path ``arch``."""
-        x = self.last_conv(self.backbone(x, arch)[-1])
-        return self.classifier(self.dropout(self.pool(x).flatten(1)))
+    return ShuffleNetClassifier(ShuffleNetSupernet(stage_blocks, widths), num_classes=num_classes)
 
 
 class ClassificationTask(nn.Module):
@@ -578,9 +558,9 @@ def pretrain_supernet(
     out = Path(out_dir)
     dataset = ImageFolderDataset(data_dir, image_size=cfg.image_size)
     torch.manual_seed(cfg.seed)
-    net = SupernetClassifier(shape.stage_blocks, shape.widths, dataset.num_classes)
+    net = supernet_classifier(shape.stage_blocks, shape.widths, dataset.num_classes)
     task = ClassificationTask(net, shape.image_mean, shape.image_std)
-    space = net.search_space
+    space = net.backbone.search_space
     eval_archs = fair_cycle_for_step(space, cfg.seed, cfg.steps)  # one cycle: every op once per layer
     return _run(task, dataset, out, cfg, shape, archs_for_step=lambda step: fair_cycle_for_step(space, cfg.seed, step),
                 eval_archs=eval_archs, meta={"form": "supernet"}, device=device, progress=progress,

@@ -14,13 +14,13 @@ from autopanoptic.engine.checkpoint import load_checkpoint, save_checkpoint
 from autopanoptic.engine.pretrain import (
     BackboneShape,
     PretrainConfig,
-    SupernetClassifier,
     backbone_shape,
     load_backbone_weights,
     load_pretrain_config,
     pretrain_standalone,
     pretrain_supernet,
     save_backbone,
+    supernet_classifier,
 )
 from autopanoptic.errors import CheckpointError, ConfigError, DataError
 from autopanoptic.nn.backbone import ShuffleNetBackbone, ShuffleNetSupernet
@@ -93,7 +93,9 @@ def test_supernet_pretraining_loss_goes_down_and_trains_every_choice(pretrained_
     assert _mean(res.losses, slice(80, 100)) < _mean(res.losses, slice(0, 20)) - 0.1
     # strict fairness: every choice of every layer was trained (its weights moved from the init)
     torch.manual_seed(0)
-    fresh = SupernetClassifier(BLOCKS, WIDTHS, 3)
+    fresh = supernet_classifier(BLOCKS, WIDTHS, 3)
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), supernet_classifier(BLOCKS, WIDTHS, 3).parameters()))
     trained = res.task.net
     for layer_f, layer_t in zip(fresh.backbone.layer_choices, trained.backbone.layer_choices):
         for op_f, op_t in zip(layer_f, layer_t):
