@@ -48,6 +48,7 @@ __all__ = [
     "crowd_instances",
     "format_metrics_table",
     "instance_ap",
+    "json_safe",
     "semantic_class_names",
     "semantic_confusion",
 ]
@@ -416,3 +417,21 @@ def format_metrics_table(ap: Mapping[str, Mapping[str, Any]] | None, semantic: M
         lines.append(f"semantic  mIoU {pct(semantic['miou'])}  pixel acc {pct(semantic['pixel_accuracy'])}"
                      f"  ({semantic['n']} classes)")
     return "\n".join(lines)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every ``nan`` / infinite float replaced by ``None`` (strict JSON has no NaN), and
+    numpy scalars turned into Python numbers; dicts, lists and tuples are walked.
+
+    >>> json_safe({"AP": float("nan"), "n": np.int64(2), "per_class": [0.5]})
+    {'AP': None, 'n': 2, 'per_class': [0.5]}
+    """
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -502,6 +502,7 @@ def _run(
     desc: str,
 ) -> PretrainResult:
     from autopanoptic.data.imagefolder import split_indices
+    from autopanoptic.data.metrics import json_safe
     from autopanoptic.engine.train import train
 
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
@@ -527,7 +528,7 @@ def _run(
         "steps": result.steps, "finished": result.steps >= cfg.steps, "first_loss": first, "last_loss_mean5": last,
         "val_images": len(val_idx), "val_top1": acc, "backbone": str(backbone_path), **meta,
     }
-    summary_path = atomic_write_json(out_dir / "summary.json", summary)
+    summary_path = atomic_write_json(out_dir / "summary.json", json_safe(summary))
     return PretrainResult(task=task, steps=result.steps, resumed_from=result.resumed_from, losses=result.losses,
                           accuracy=acc, backbone_path=backbone_path, summary_path=summary_path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from autopanoptic.data.metrics import (
     crowd_instances,
     format_metrics_table,
     instance_ap,
+    json_safe,
     semantic_class_names,
     semantic_confusion,
 )
@@ -277,6 +279,7 @@ def test_names_and_table():
     gt = inst([[0, 0, 10, 10]], [0])
     ap = instance_ap(ap_records(1, H, W, gt, {**gt, "scores": [1.0]}), 1)
     table = format_metrics_table(ap, semantic_confusion(np.zeros((2, 2)), np.zeros((2, 2)), 3).summary())
+    assert json.loads(json.dumps(json_safe(ap)))["bbox"]["APm"] is None  # nan -> null, strict JSON
     assert "box AP    AP 100.0" in table and "mask AP" in table and "mIoU 100.0" in table
 
 
