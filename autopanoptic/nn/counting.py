@@ -439,11 +439,28 @@ def _default_forward(model: Any, image_size: int) -> Callable[[Any, Any], Any]:
     return image_forward(image_size)
 
 
+def _shapes(model: Any) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
 def _meta_copy(model: Any) -> Any:
-    """A copy of ``model`` on the ``meta`` device (shapes only), or ``None`` if that fails."""
+    """A copy of ``model`` on the ``meta`` device (shapes only), or ``None`` if that fails.
+
+    A model with a ``config`` attribute is rebuilt from it on the meta device (no copy of the
+    weights) when that gives the same state-dict shapes; otherwise it is deep-copied and moved."""
+    import torch
+
+    config = getattr(model, "config", None)
+    if config is not None:
+        try:
+            with torch.device("meta"):
+                clone = type(model)(config)
+            if _shapes(clone) == _shapes(model):
+                return clone
+        except Exception:
+            pass
     try:
-        clone = copy.deepcopy(model)
-        return clone.to("meta")
+        return copy.deepcopy(model).to("meta")
     except Exception:
         return None
 
@@ -499,7 +516,8 @@ def count(
     ``model`` is a supernet (anything with ``layer_choices``: counted through its cached
     :class:`CostTable`), a standalone network (``arch`` ignored: counted directly), or a preset
     name of :func:`autopanoptic.nn.build_supernet` (built on the ``meta`` device with
-    ``num_thing_classes`` / ``num_stuff_classes``, COCO's by default).
+    ``num_thing_classes`` / ``num_stuff_classes``, COCO's by default). Counting runs on a
+    ``meta``-device copy (shapes only, no arithmetic) whenever the model's ops allow it.
 
     >>> from autopanoptic.nn.backbone import ShuffleNetSupernet
     >>> net = ShuffleNetSupernet((1, 1, 2, 1), (8, 16, 24, 32, 48))
@@ -525,6 +543,13 @@ def count(
             raise ArchitectureError("counting a supernet needs an architecture: one choice per searchable layer")
         table = cost_table_for(model, size)
         return table.params(arch), table.macs(arch)
+    clone = _meta_copy(model)
+    if clone is not None:
+        clone.eval()
+        try:
+            return count_direct(clone, _default_forward(clone, size), None)
+        except (NotImplementedError, RuntimeError):
+            pass
     was_training = model.training
     model.eval()
     try:
