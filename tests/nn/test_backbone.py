@@ -128,3 +128,29 @@ def test_bad_choices_raise_architecture_error(sup, bad):
 def test_bad_shapes_raise_config_error(blocks, widths):
     with pytest.raises(ConfigError):
         ShuffleNetSupernet(blocks, widths)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["autopanoptic.nn.ops.blocks", "autopanoptic.nn.backbone", "autopanoptic.nn.counting", "autopanoptic.nn.bn", "autopanoptic.nn.device"],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_choose_device():
+    from autopanoptic.nn.device import choose_device, to_device
+
+    assert choose_device("cpu") == torch.device("cpu")
+    assert choose_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError):
+        choose_device("nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            choose_device("cuda")
+    moved = to_device({"a": [torch.zeros(1), (torch.ones(2), 3)], "b": "x"}, "cpu")
+    assert moved["b"] == "x" and moved["a"][1][1] == 3 and torch.equal(moved["a"][1][0], torch.ones(2))
