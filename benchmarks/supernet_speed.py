@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -105,14 +106,15 @@ def measure_tax(repeats: int) -> list[dict]:
             step_sup()
             step_net()
         ts, tn = [], []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            step_sup()
-            ts.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            step_net()
-            tn.append(time.perf_counter() - t)
+        for i in range(repeats):
+            # alternate which network goes first, so a drift in machine load hits both alike
+            order = (("s", step_sup), ("n", step_net)) if i % 2 == 0 else (("n", step_net), ("s", step_sup))
+            for key, fn in order:
+                t = time.perf_counter()
+                fn()
+                (ts if key == "s" else tn).append(time.perf_counter() - t)
         ms, mn = statistics.median(ts), statistics.median(tn)
+        pair_ratio = statistics.median(a / b for a, b in zip(ts, tn))
         rows.append(
             {
                 "arch": label,
@@ -120,13 +122,24 @@ def measure_tax(repeats: int) -> list[dict]:
                 "supernet_ms": 1000 * ms,
                 "standalone_ms": 1000 * mn,
                 "ratio": ms / mn,
+                "pair_ratio": pair_ratio,
             }
         )
     return rows
 
 
-def measure_one(preset: str, size: int, mode: str, repeats: int) -> dict:
-    """Run in a subprocess: time per image and memory of one (preset, size, mode)."""
+def _no_deform(space, arch):
+    """``arch`` with every deformable head op replaced by the atrous op of the same kernel."""
+    nb = len(space.groups["backbone"])
+    out = list(arch)
+    for i in range(nb, nb + len(space.groups["head"])):
+        if out[i] >= 4:
+            out[i] -= 2
+    return tuple(out)
+
+
+def measure_one(preset: str, size: int, mode: str, repeats: int, arch_kind: str = "random") -> dict:
+    """Run in a subprocess: time per image and memory of one (preset, size, mode, architecture)."""
     import torch
 
     from autopanoptic.nn import build_supernet
@@ -135,6 +148,8 @@ def measure_one(preset: str, size: int, mode: str, repeats: int) -> dict:
     torch.manual_seed(0)
     net = build_supernet(preset, 3, 4)
     arch = net.search_space.sample(0)
+    if arch_kind == "no-deform":
+        arch = _no_deform(net.search_space, arch)
     images, targets = _batch(size, 1, 3, 4)
     rss_model = _status("VmRSS")
     times = []
@@ -154,6 +169,7 @@ def measure_one(preset: str, size: int, mode: str, repeats: int) -> dict:
         "preset": preset,
         "size": size,
         "mode": mode,
+        "arch": arch_kind,
         "ms_per_image": 1000 * statistics.median(times) / len(images),
         "peak_rss_mib": _status("VmHWM"),
         "over_model_mib": _status("VmHWM") - rss_model,
@@ -161,9 +177,30 @@ def measure_one(preset: str, size: int, mode: str, repeats: int) -> dict:
     }
 
 
+def measure_counts() -> list[dict]:
+    """Whole-network parameters and MACs (``autopanoptic.nn.count``, meta device) of a few paths."""
+    from autopanoptic.nn import count
+    from autopanoptic.search.spaces import auto_panoptic
+
+    space = auto_panoptic()
+    paths = {
+        "all choice 0 (shuffle3x3, dwconv3x3, r=4)": (0,) * 56,
+        "shuffle3x3, atconv5x5 heads, r=16": (0,) * 40 + (3,) * 7 + (2,) * 9,
+        "xception3x3, dfconv5x5 heads, r=4": (3,) * 40 + (5,) * 7 + (0,) * 9,
+        "random (seed 0)": space.sample(0),
+    }
+    rows = []
+    for preset in ("paper-search", "paper-retrain"):
+        for label, arch in paths.items():
+            params, macs = count(preset, arch, 800, num_thing_classes=80, num_stuff_classes=53)
+            rows.append({"preset": preset, "arch": label, "params_m": params / 1e6, "gmacs": macs / 1e9})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--tax-repeats", type=int, default=21, help="timed steps per network for the path tax")
     ap.add_argument("--paper-size", type=int, default=256)
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: JSON args of measure_one
@@ -174,38 +211,44 @@ def main() -> None:
 
     t0 = time.time()
     load0 = os.getloadavg()
-    tax = measure_tax(args.repeats)
+    tax = measure_tax(args.tax_repeats)
     runs = []
     for preset, size in (("tiny", 128), ("paper-search", args.paper_size)):
-        for mode in ("forward", "forward+backward"):
-            spec = json.dumps({"preset": preset, "size": size, "mode": mode, "repeats": args.repeats})
+        for kind, mode in itertools.product(("random", "no-deform"), ("forward", "forward+backward")):
+            spec = json.dumps({"preset": preset, "size": size, "mode": mode, "repeats": args.repeats, "arch_kind": kind})
             out = subprocess.run(
                 [sys.executable, __file__, "--one", spec], capture_output=True, text=True, check=True,
                 env={**os.environ, "OMP_NUM_THREADS": "1"},
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    counts = measure_counts()
     load1 = os.getloadavg()
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     lines = [
-        "| architecture | mask/semantic ops | supernet step (ms) | standalone step (ms) | ratio |",
-        "|---|---|---|---|---|",
+        "| architecture | mask/semantic ops | supernet step (ms) | standalone step (ms) | ratio of medians | median of pair ratios |",
+        "|---|---|---|---|---|---|",
     ]
     for r in tax:
         lines.append(
-            f"| {r['arch']} | {', '.join(r['ops'])} | {r['supernet_ms']:.1f} | {r['standalone_ms']:.1f} | {r['ratio']:.3f} |"
+            f"| {r['arch']} | {', '.join(r['ops'])} | {r['supernet_ms']:.1f} | {r['standalone_ms']:.1f} | "
+            f"{r['ratio']:.3f} | {r['pair_ratio']:.3f} |"
         )
     table1 = "\n".join(lines)
     lines = [
-        "| preset | params (M) | image | mode | ms / image (median) | peak RSS (MiB) | + over model (MiB) |",
-        "|---|---|---|---|---|---|---|",
+        "| preset | supernet params (M) | image | architecture | mode | ms / image (median) | peak RSS (MiB) | + over model (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['preset']} | {r['params_m']:.1f} | {r['size']} x {r['size']} | {r['mode']} | "
+            f"| {r['preset']} | {r['params_m']:.1f} | {r['size']} x {r['size']} | {r['arch']} | {r['mode']} | "
             f"{r['ms_per_image']:.0f} | {r['peak_rss_mib']:.0f} | {r['over_model_mib']:.0f} |"
         )
     table2 = "\n".join(lines)
+    lines = ["| preset | architecture | params (M) | GMACs at 800 x 800 |", "|---|---|---|---|"]
+    for r in counts:
+        lines.append(f"| {r['preset']} | {r['arch']} | {r['params_m']:.2f} | {r['gmacs']:.1f} |")
+    table3 = "\n".join(lines)
     machine = (
         f"{_cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), 1 torch thread, "
         f"Python {platform.python_version()}, torch {__import__('torch').__version__}; load average "
@@ -215,6 +258,8 @@ def main() -> None:
     print(table1)
     print()
     print(table2)
+    print()
+    print(table3)
     print()
     print(machine)
     if args.no_write:
@@ -232,7 +277,9 @@ Written by `benchmarks/supernet_speed.py` (commit {commit}); rerun it to refresh
 
 One training step (zero_grad, forward, backward, SGD step) of the `tiny` supernet on one path
 against the standalone network `extract(supernet, arch)` of the same architecture, same batch
-(2 images of 128 x 128, 2 instances each), measured interleaved in one process; medians.
+(2 images of 128 x 128, 2 instances each), measured interleaved in one process (the network that
+goes first alternates); medians of {args.tax_repeats} steps each, and the median over pairs of the
+ratio of the two steps of a pair (less sensitive to changes in machine load during the run).
 Target: ratio at most 1.10 (a path must not pay for the ops it does not use).
 
 {table1}
@@ -247,6 +294,16 @@ over the resident size right after the model was built. Deformable ops make time
 on the architecture (on this CPU a `dfconv5x5` head layer costs several times an `atconv5x5`).
 
 {table2}
+
+## Whole-network counts
+
+`autopanoptic.nn.count(preset, arch, 800)` (80 thing and 53 stuff classes, COCO): parameters of
+the standalone network of the path, and multiply-accumulates of `cost_forward` on one 800 x 800
+image: backbone, FPN, semantic branch, attention, RPN head, box head on 1000 RoIs and mask head on
+100 RoIs (Conv2d / Linear / ConvTranspose2d and the deformable convolutions; see
+`autopanoptic.nn.counting`). Counted on the `meta` device: no arithmetic, exact shapes.
+
+{table3}
 """
     path = atomic_write_text(REPO / "docs" / "benchmarks" / "supernet.md", doc)
     print(f"wrote {path}")
