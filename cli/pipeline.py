@@ -24,6 +24,9 @@ def run_options(f):
                      show_default=True, help="Run folder (created; stages of one run share it)."),
         click.option("--device", default="auto", show_default=True,
                      help="cpu, cuda or auto (cuda if available)."),
+        click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+                     help="PyTorch CPU threads (0 = PyTorch's default). 1 is fastest for the tiny preset, "
+                          "and robust on a shared machine; see docs/engine.md."),
         click.option("--dry-run", is_flag=True, help="Check config and data, print the plan, write nothing."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
@@ -48,9 +51,11 @@ def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
 def _stage(stages: list[str]):
     def deco(f):
         @functools.wraps(f)
-        def wrapper(config, overrides, out, device, dry_run, progress, **kwargs):
+        def wrapper(config, overrides, out, device, threads, dry_run, progress, **kwargs):
+            from autopanoptic.engine.pipeline import set_threads
             from autopanoptic.engine.runs import RunDir
 
+            set_threads(threads)
             cfg, dev = _setup(config, overrides, device)
             if dry_run:
                 _dry_run(cfg, out, dev, stages)

@@ -126,7 +126,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
             lines.append(f"Network: {metrics['params'] / 1e6:.2f} M parameters, {metrics['macs'] / 1e9:.3f} GMACs "
                          f"at {metrics['image_size']} px.")
         if metrics.get("timings"):
-            lines.append("\nWall-clock seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
+            lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
         lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]
         for cid, r in sorted(metrics["per_class"].items(), key=lambda kv: int(kv[0])):
             if r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) == 0:

@@ -85,6 +85,16 @@ def test_search_resumes_from_its_journal(run_folder, tmp_path):
     assert json.loads((run_folder / "arch.json").read_text())["flat"] == before["flat"]
 
 
+def test_arch_show_lists_every_layer_with_its_op_and_the_totals(run_folder):
+    res = cli("arch", "show", str(run_folder / "arch.json"), *TINY)
+    assert res.exit_code == 0, res.output
+    arch = json.loads((run_folder / "arch.json").read_text())
+    for group, layers in arch["ops"].items():
+        for name, op in layers.items():
+            assert any(line.split()[:3] == [group, name, op] for line in res.output.splitlines()), (name, op)
+    assert "M parameters" in res.output and "GMACs at 64x64 px" in res.output
+
+
 def test_bad_config_value_is_one_clear_line(tmp_path):
     res = cli("train-supernet", "--out", str(tmp_path / "x"), "--set", "train.lr=-0.1", "--no-progress")
     assert res.exit_code == 2
