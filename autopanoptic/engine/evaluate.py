@@ -123,9 +123,13 @@ def evaluate(
                     write_panoptic_png(export_dir / "predictions" / png_name, pan)
                     annotations.append({"image_id": sample["image_id"], "file_name": png_name, "segments_info": segs})
                 if draw_dir is not None and len(drawn) < draw:
+                    # small images are drawn enlarged (nearest neighbour) so the report stays readable
+                    f = max(1, 256 // max(1, min(pan.shape)))
+                    big = lambda a: np.repeat(np.repeat(np.asarray(a), f, axis=0), f, axis=1)  # noqa: E731
                     drawn.append(
                         save_panoptic_overlay(
-                            Path(draw_dir) / f"prediction_{len(drawn)}.png", sample["image"], pan, segs, categories
+                            Path(draw_dir) / f"prediction_{len(drawn)}.png", big(sample["image"]), big(pan), segs,
+                            categories,
                         )
                     )
             if bar is not None:
