@@ -89,7 +89,7 @@ def search(cfg, run, device, progress):
     from autopanoptic.engine import pipeline
 
     out = pipeline.search(cfg, run, device=device, progress=progress)
-    fit = "not evaluated" if out.best_fitness is None else f"{100 * out.best_fitness:.1f}"
+    fit = "-" if out.chosen_fitness is None else f"{100 * out.chosen_fitness:.1f}"
     click.echo(f"search ({cfg.search.policy}): {len(out.history)} evaluations in {out.seconds:.0f} s; "
                f"chosen architecture PQ on the search validation split: {fit}")
     click.echo(f"architecture: {run.root / 'arch.json'}")

@@ -138,11 +138,9 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
     if arch:
         lines += ["## Chosen architecture\n"]
         if arch.get("fitness") is not None:
+            note = "" if arch.get("evaluated_during_search", True) else " (a composite, evaluated after the search)"
             lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); fitness of the chosen "
-                         f"architecture on the search validation split: PQ {_pct(arch['fitness'])}.\n")
-        else:
-            lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); the chosen composite "
-                         "architecture was not itself evaluated during the search.\n")
+                         f"architecture{note} on the search validation split: PQ {_pct(arch['fitness'])}.\n")
         for group, layers in arch["ops"].items():
             lines.append(f"- **{group}**: " + ", ".join(f"`{k}` {v}" for k, v in layers.items()))
         lines.append("")

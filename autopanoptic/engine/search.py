@@ -95,6 +95,7 @@ class SearchOutcome:
     scoreboard: Any  # a Scoreboard of the sampling space (path-priority's own, or ranked history)
     top_k: tuple[Arch, ...]
     seconds: float
+    chosen_fitness: float | None = None  # fitness of ``best``, evaluated after the search if it never was
 
 
 def search_supernet(
@@ -151,6 +152,9 @@ def search_supernet(
         atomic_write_json(candidates_json, [{"index": i, "arch": list(a), "fitness": f} for i, (a, f) in enumerate(history)])
     if result.best is None:
         raise ConfigError("the search evaluated no architecture; raise search.cycles or search.evaluations")
+    chosen = result.best_fitness
+    if chosen is None:  # e.g. path-priority's composite: measure it the same way, for the record
+        chosen = fitness([result.best])[0]
     return SearchOutcome(
         best=restriction.to_full(result.best),
         best_fitness=result.best_fitness,
@@ -158,4 +162,5 @@ def search_supernet(
         scoreboard=board,
         top_k=tuple(restriction.to_full(a) for a in top),
         seconds=time.perf_counter() - started,
+        chosen_fitness=chosen,
     )
