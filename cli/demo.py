@@ -42,19 +42,20 @@ def _fresh_folder(out: Path | None) -> Path:
               help="Seed of the toy landscape and policies (search-core demo).")
 @click.option("--interaction", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Strength of the toy landscape's neighbour interactions (search-core demo).")
+@click.option("--dry-run", is_flag=True, help="Check config and data and print the plan, write nothing (--full).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def demo(out, full, config, overrides, device, threads, seed, interaction, progress) -> None:
+def demo(out, full, config, overrides, device, threads, seed, interaction, dry_run, progress) -> None:
     """Demonstrate the search core, or (--full) the whole Auto-Panoptic pipeline on synthetic data."""
     if full:
         from autopanoptic.engine.pipeline import set_threads
 
         set_threads(threads)
-        _full(out, config, overrides, device, progress)
+        _full(out, config, overrides, device, progress, dry_run)
     else:
         _toy(out, seed, interaction, progress)
 
 
-def _full(out: Path | None, config: str, overrides, device: str, progress: bool) -> None:
+def _full(out: Path | None, config: str, overrides, device: str, progress: bool, dry_run: bool = False) -> None:
     from autopanoptic.config import load_config
     from autopanoptic.engine import pipeline
     from autopanoptic.engine.evaluate import summary_table
@@ -63,6 +64,11 @@ def _full(out: Path | None, config: str, overrides, device: str, progress: bool)
     cfg = load_config(config, list(overrides))
     dev = pipeline.resolve_device(device)
     out = _fresh_folder(out)
+    if dry_run:
+        from autopanoptic.engine.plan import describe_plan
+
+        click.echo(describe_plan(cfg, out, dev, ["train-supernet", "search", "retrain", "evaluate"]))
+        return
     with RunDir(out) as run:
         metrics = pipeline.demo(cfg, run, device=dev, progress=progress)
     click.echo(f"Auto-Panoptic demo ({cfg.model.preset} supernet, {cfg.search.policy} search, {dev}), "
