@@ -177,3 +177,17 @@ def test_restricted_cycles_are_strictly_fair_over_the_allowed_ops(counts, data):
         assert sorted(set(used)) == allowed
         assert all(used.count(j) == m // len(allowed) for j in allowed)
         assert r.to_sub(cycle[0]) is not None
+
+
+def test_a_parameter_used_several_times_in_one_pass_counts_once():
+    from autopanoptic.engine.train import UsageCounter
+
+    shared, unused = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    model = torch.nn.ModuleDict({"shared": shared, "unused": unused})
+    with UsageCounter(model) as usage:
+        for _ in range(3):
+            x = torch.ones(1, 3)
+            shared(shared(shared(x))).sum().backward()  # like the semantic subnet shared by P2..P5
+            usage.end_pass()
+    assert usage.counts[id(shared.weight)] == 3 and usage.counts[id(shared.bias)] == 3
+    assert id(unused.weight) not in usage.counts
