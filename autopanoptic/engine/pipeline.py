@@ -277,7 +277,12 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
     arch = _read_arch(run, space, arch_path)
     r = restriction_for(cfg, space)
     if cfg.retrain.init_from_supernet:
-        r.to_sub(arch)  # an op the supernet never trained cannot be inherited
+        try:
+            r.to_sub(arch)  # an op the supernet never trained cannot be inherited
+        except ArchitectureError as e:
+            raise ArchitectureError(
+                f"{e}; the supernet never trained it: set retrain.init_from_supernet=false to train from scratch"
+            ) from None
         supernet = load_supernet(cfg, run, data, device=device)
     else:
         supernet = None
