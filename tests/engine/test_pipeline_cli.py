@@ -116,6 +116,16 @@ def test_architecture_that_does_not_fit_the_space_is_refused(run_folder, tmp_pat
     assert "3 choices but search space" in res.output
 
 
+def test_retraining_an_op_the_supernet_never_trained_is_refused(run_folder, tmp_path):
+    arch = json.loads((run_folder / "arch.json").read_text())
+    arch["ops"]["head"]["mask.0"] = "dfconv3x3"  # excluded from sampling by TINY
+    bad = tmp_path / "dfconv.json"
+    bad.write_text(json.dumps(arch["ops"]))
+    res = cli("retrain", "--out", str(run_folder), "--arch", str(bad), "--device", "cpu", "--no-progress", *TINY)
+    assert res.exit_code == 2
+    assert "dfconv3x3" in res.output and "init_from_supernet=false" in res.output
+
+
 def test_a_locked_run_folder_is_refused(tmp_path):
     from autopanoptic.engine.runs import RunDir
 
