@@ -135,11 +135,14 @@ class DataConfig:
 @attrs.frozen
 class ModelConfig:
     """Which network: a supernet preset of :func:`autopanoptic.nn.build_supernet`, overrides, and
-    the ops never sampled (``exclude_ops``, e.g. the deformable convs on CPU; see docs/engine.md)."""
+    the ops never sampled (``exclude_ops``, e.g. the deformable convs on CPU; see docs/engine.md), and
+    optionally pretrained backbone weights (a ``backbone.pt`` of ``autopanoptic pretrain-supernet``)
+    loaded into the fresh supernet before training."""
 
     preset: str = attrs.field(default="tiny", converter=str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
     exclude_ops: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    backbone_weights: str | None = attrs.field(default=None, converter=_opt_str)
 
 
 @attrs.frozen
@@ -181,11 +184,14 @@ class SearchConfig:
 @attrs.frozen
 class RetrainConfig:
     """Retraining the chosen architecture as a standalone network (``preset`` None = the supernet's
-    own preset, e.g. ``paper-retrain`` for the wider network)."""
+    own preset, e.g. ``paper-retrain`` for the wider network). ``backbone_weights`` (a ``backbone.pt``
+    of ``autopanoptic pretrain``) initialises a freshly built network's backbone
+    (``init_from_supernet: false``)."""
 
     preset: str | None = attrs.field(default=None, converter=_opt_str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
     init_from_supernet: bool = attrs.field(default=True, converter=bool)
+    backbone_weights: str | None = attrs.field(default=None, converter=_opt_str)
     steps: int = attrs.field(default=200, converter=int, validator=_positive)
     batch_size: int = attrs.field(default=2, converter=int, validator=_positive)
     lr: float = attrs.field(default=0.02, converter=float, validator=_positive)

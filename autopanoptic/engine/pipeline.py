@@ -157,6 +157,10 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
     data = data or prepare_data(cfg, run, progress=progress)
     _save_config(cfg, run)
     model = build_model(cfg, data.categories)
+    if cfg.model.backbone_weights and not (run.root / "supernet" / "checkpoint.pt").exists():
+        from autopanoptic.engine.pretrain import load_backbone_weights
+
+        load_backbone_weights(model, cfg.model.backbone_weights)
     r = restriction_for(cfg, model.search_space)
     result = train(
         model, data.train, data.splits.train, cfg.train,
@@ -287,6 +291,14 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
     else:
         supernet = None
     net = _retrain_network(cfg, data, arch, supernet)
+    if cfg.retrain.backbone_weights:
+        if supernet is not None:
+            raise ConfigError("retrain.backbone_weights needs retrain.init_from_supernet=false (the weights would "
+                              "replace the supernet's)")
+        if not (run.root / "retrain" / "checkpoint.pt").exists():
+            from autopanoptic.engine.pretrain import load_backbone_weights
+
+            load_backbone_weights(net, cfg.retrain.backbone_weights)
     del supernet
     save_arch(space, arch, run.path("retrain", "arch.json"))
     result = train(

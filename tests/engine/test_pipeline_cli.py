@@ -151,3 +151,25 @@ def test_full_demo_prints_pq_and_the_report(tmp_path):
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert set(metrics["timings"]) >= {"train_supernet", "search", "retrain", "evaluate", "total"}
     assert "## Evaluation" in (out / "report.md").read_text()
+
+
+def test_pretrained_backbone_weights_initialise_the_supernet(tmp_path):
+    import torch
+
+    from autopanoptic.config import load_config
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.checkpoint import load_checkpoint
+    from autopanoptic.engine.pretrain import save_backbone
+    from autopanoptic.engine.runs import RunDir
+    from autopanoptic.nn.backbone import ShuffleNetSupernet
+
+    torch.manual_seed(5)
+    pretrained = ShuffleNetSupernet((1, 1, 2, 1), (16, 32, 64, 128, 256))
+    weights = save_backbone(pretrained, tmp_path / "backbone.pt")
+    sets = [a for a in TINY if a != "--set"] + [f"model.backbone_weights={weights}"]
+    cfg = load_config("tiny", sets)
+    with RunDir(tmp_path / "run") as run:
+        pipeline.train_supernet(cfg, run, progress=False, stop_after=0)  # initialise and checkpoint, no step
+    state = load_checkpoint(tmp_path / "run" / "supernet" / "checkpoint.pt")["model"]
+    for name, value in pretrained.state_dict().items():
+        assert torch.equal(state[f"backbone.{name}"], value), name
