@@ -167,7 +167,7 @@ class TrainConfig:
 class SearchConfig:
     """Architecture search on the trained supernet."""
 
-    policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random"))
+    policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
     cycles: int = attrs.field(default=2, converter=int, validator=_positive)
     per_cycle: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
     population: int = attrs.field(default=50, converter=int, validator=_positive)

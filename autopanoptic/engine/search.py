@@ -59,7 +59,7 @@ def make_policy(cfg: SearchConfig, constraint=None):
     >>> type(make_policy(SearchConfig(policy="random", evaluations=7))).__name__
     'RandomSearch'
     """
-    from autopanoptic.search import Evolution, PathPriority, RandomSearch
+    from autopanoptic.search import Evolution, GuidedSearch, PathPriority, RandomSearch
 
     if cfg.policy == "path-priority":
         return PathPriority(cycles=cfg.cycles, models_per_cycle=cfg.per_cycle, constraint=constraint)
@@ -72,7 +72,11 @@ def make_policy(cfg: SearchConfig, constraint=None):
                          crossovers=crossovers, constraint=constraint)
     if cfg.policy == "random":
         return RandomSearch(budget=cfg.evaluations, constraint=constraint)
-    raise ConfigError(f"search.policy: unknown policy {cfg.policy!r}; use path-priority, evolution or random")
+    if cfg.policy == "guided":
+        return GuidedSearch(budget=cfg.evaluations, constraint=constraint)
+    raise ConfigError(
+        f"search.policy: unknown policy {cfg.policy!r}; use path-priority, evolution, random or guided"
+    )
 
 
 def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device) -> list[list[torch.Tensor]]:

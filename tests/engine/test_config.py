@@ -19,7 +19,7 @@ def test_presets_load_and_round_trip(name, tmp_path):
 @given(
     steps=st.integers(1, 10**6),
     lr=st.floats(1e-6, 10, allow_nan=False),
-    policy=st.sampled_from(["path-priority", "evolution", "random"]),
+    policy=st.sampled_from(["path-priority", "evolution", "random", "guided"]),
     exclude=st.lists(st.sampled_from(["dfconv3x3", "dfconv5x5", "atconv3x3"]), unique=True),
 )
 def test_overrides_set_values_and_survive_a_round_trip(tmp_path_factory, steps, lr, policy, exclude):

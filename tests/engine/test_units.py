@@ -103,3 +103,19 @@ def test_foreign_or_missing_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize(
+    "policy, expected",
+    [("path-priority", "PathPriority"), ("evolution", "Evolution"), ("random", "RandomSearch"), ("guided", "GuidedSearch")],
+)
+def test_every_configurable_policy_is_built_with_the_budget_and_constraint(policy, expected):
+    from autopanoptic.config import SearchConfig
+    from autopanoptic.engine.search import make_policy
+
+    def never_xception(arch):
+        return 3 not in arch
+
+    made = make_policy(SearchConfig(policy=policy, evaluations=24, population=12, generations=2), never_xception)
+    assert type(made).__name__ == expected
+    assert made.constraint is never_xception

@@ -32,6 +32,7 @@ MODULES = [
     "autopanoptic.search.policies.path_priority",
     "autopanoptic.search.policies.evolution",
     "autopanoptic.search.policies.random_search",
+    "autopanoptic.search.policies.guided",
 ]
 
 
