@@ -121,5 +121,8 @@ def evaluate(cfg, run, device, progress):
     metrics = pipeline.evaluate_run(cfg, run, device=device, progress=progress)
     report = write_report(run, cfg)
     click.echo(summary_table(metrics))
+    from autopanoptic.data.metrics import format_metrics_table
+
+    click.echo(format_metrics_table({"bbox": metrics["box_ap"], "segm": metrics["mask_ap"]}, metrics["semantic"]))
     click.echo(f"metrics: {run.root / 'eval' / 'metrics.json'}")
     click.echo(f"report: {report}")

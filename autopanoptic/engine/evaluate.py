@@ -33,6 +33,8 @@ class EvalResult:
     predictions_json: Path | None = None
     ground_truth_json: Path | None = None
     drawn: tuple[Path, ...] = ()
+    ap: dict[str, Any] | None = None  # autopanoptic.data.metrics.instance_ap (bbox, segm)
+    semantic: dict[str, Any] | None = None  # SemanticConfusion.summary()
 
     def summary(self) -> dict[str, Any]:
         """``{"All"|"Things"|"Stuff": {pq, sq, rq, n}, "per_class": ...}`` (fractions)."""
@@ -81,6 +83,8 @@ def evaluate(
     draw_dir: str | Path | None = None,
     progress: bool = False,
     desc: str = "evaluate",
+    on_image: Any = None,
+    branch_metrics: bool = False,
 ) -> EvalResult:
     """PQ of ``model`` (a supernet with ``arch``, or a standalone network with ``arch=None``) on
     ``dataset[indices]``.
@@ -89,14 +93,20 @@ def evaluate(
 
         res = evaluate(net, ds, range(len(ds)), export_dir="run/eval")
         print(res.summary()["All"])
+
+    ``on_image(index, stats)`` is called with each image's own PQ statistics (see
+    :func:`autopanoptic.engine.distributed.evaluate_sharded`).
     """
     from autopanoptic.data import PQStats, pq_stats, save_panoptic_overlay, write_panoptic_png
+    from autopanoptic.data import metrics as M
 
     categories = dataset.categories
     device = torch.device(device)
     was_training = model.training
     model.eval()
     stats = PQStats.zeros(categories)
+    ap_parts: list = []
+    confusion = M.SemanticConfusion.zeros(categories.num_stuff + 1)
     annotations, drawn = [], []
     export_dir = Path(export_dir) if export_dir is not None else None
     indices = [int(i) for i in indices]
@@ -114,10 +124,19 @@ def evaluate(
             for i, sample, out in zip(chunk, samples, outs):
                 pan = out["panoptic"].detach().cpu().numpy().astype(np.int64)
                 segs = prediction_segments(pan, out["segments"], categories)
-                stats = stats + pq_stats(
+                image_stats = pq_stats(
                     np.asarray(sample["panoptic"]), sample["segments"], pan, segs, categories,
                     source=str(sample["file_name"]),
                 )
+                stats = stats + image_stats
+                if on_image is not None:  # e.g. autopanoptic.engine.distributed gathers per-image stats
+                    on_image(i, image_stats)
+                if branch_metrics:
+                    inst = {k: v.detach().cpu().numpy() for k, v in out["instances"].items()}
+                    ap_parts.append(M.ap_records_from_sample(sample, inst, categories))
+                    confusion = confusion + M.semantic_confusion(
+                        sample["semantic"], out["semantic"].detach().cpu().numpy(), categories.num_stuff + 1
+                    )
                 if export_dir is not None:
                     png_name = Path(str(sample["file_name"])).with_suffix(".png").name
                     write_panoptic_png(export_dir / "predictions" / png_name, pan)
@@ -146,8 +165,13 @@ def evaluate(
         pred_json = atomic_write_json(
             export_dir / "predictions.json", {"annotations": annotations, "categories": cats}, indent=None
         )
+    ap = semantic = None
+    if branch_metrics:
+        ap = M.instance_ap(M.APRecords.concat(ap_parts), categories.num_things,
+                           names=[categories.name(c) for c in categories.thing_ids])
+        semantic = confusion.summary(M.semantic_class_names(categories))
     return EvalResult(stats=stats, n_images=len(indices), predictions_json=pred_json, ground_truth_json=gt_json,
-                      drawn=tuple(drawn))
+                      drawn=tuple(drawn), ap=ap, semantic=semantic)
 
 
 def _write_ground_truth(dataset: Any, indices: Sequence[int], path: Path) -> Path:

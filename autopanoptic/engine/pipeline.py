@@ -344,6 +344,7 @@ def load_retrained(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
 def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True) -> dict[str, Any]:
     """Evaluate the retrained network on the evaluation split; writes ``eval/metrics.json``,
     ``eval/predictions.json`` + ``eval/predictions/*.png`` (COCO panoptic) and drawings."""
+    from autopanoptic.data.metrics import json_safe
     from autopanoptic.engine.evaluate import evaluate
     from autopanoptic.nn import count
 
@@ -354,6 +355,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         net, data.eval, data.splits.eval, device=device,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
+        branch_metrics=True,
     )
     summary = res.summary()
     cats = data.eval.categories
@@ -370,6 +372,8 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         "per_class": per_class, "n_images": res.n_images, "retrain_steps": steps,
         "arch": list(arch), "params": params, "macs": macs, "image_size": cfg.search.cost_image_size,
         "seconds": time.perf_counter() - started,
+        "box_ap": json_safe(res.ap["bbox"]), "mask_ap": json_safe(res.ap["segm"]),
+        "semantic": json_safe(res.semantic),
     }
     atomic_write_json(run.path("eval", "metrics.json"), metrics)
     return metrics

@@ -125,6 +125,13 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         if metrics.get("params") is not None:
             lines.append(f"Network: {metrics['params'] / 1e6:.2f} M parameters, {metrics['macs'] / 1e9:.3f} GMACs "
                          f"at {metrics['image_size']} px.")
+        if metrics.get("box_ap") or metrics.get("semantic"):
+            from autopanoptic.data.metrics import format_metrics_table
+
+            lines += ["\nThe branches before fusion (box / mask AP on the thing classes, mIoU of the semantic "
+                      "branch; see docs/metrics.md):\n", "```",
+                      format_metrics_table({"bbox": metrics.get("box_ap"), "segm": metrics.get("mask_ap")}
+                                           if metrics.get("box_ap") else None, metrics.get("semantic")), "```"]
         if metrics.get("timings"):
             lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
         lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]

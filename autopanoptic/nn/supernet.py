@@ -477,7 +477,8 @@ class PanopticModel(nn.Module):
                 stuff_area=c.stuff_area,
                 reference_area=c.reference_area,
             )
-            out.append({"panoptic": panoptic, "segments": segments, "semantic": semantic})
+            instances = {"boxes": det["boxes"], "scores": det["scores"], "labels": det["labels"] - 1, "masks": masks}
+            out.append({"panoptic": panoptic, "segments": segments, "semantic": semantic, "instances": instances})
         return out
 
 

@@ -173,3 +173,11 @@ def test_pretrained_backbone_weights_initialise_the_supernet(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "supernet" / "checkpoint.pt")["model"]
     for name, value in pretrained.state_dict().items():
         assert torch.equal(state[f"backbone.{name}"], value), name
+
+
+def test_evaluate_reports_ap_and_miou_beside_pq(run_folder):
+    m = json.loads((run_folder / "eval" / "metrics.json").read_text())
+    for key in ("box_ap", "mask_ap"):
+        assert set(m[key]) >= {"AP", "AP50", "AP75", "per_class", "n"}
+    assert m["semantic"]["n"] >= 1 and 0.0 <= m["semantic"]["miou"] <= 1.0
+    assert "mask AP" in (run_folder / "report.md").read_text()
