@@ -181,3 +181,52 @@ def test_evaluate_reports_ap_and_miou_beside_pq(run_folder):
         assert set(m[key]) >= {"AP", "AP50", "AP75", "per_class", "n"}
     assert m["semantic"]["n"] >= 1 and 0.0 <= m["semantic"]["miou"] <= 1.0
     assert "mask AP" in (run_folder / "report.md").read_text()
+
+
+def _drop_categories(src: Path, dst: Path, drop: set[str]) -> dict:
+    """Copy the COCO-panoptic dataset ``src`` to ``dst`` without the categories named in ``drop``
+    (their pixels become void): a dataset with other classes, for the transfer test."""
+    import shutil
+
+    from autopanoptic.data.format import read_panoptic_png, write_panoptic_png
+
+    shutil.copytree(src / "images", dst / "images")
+    js = json.loads((src / "panoptic.json").read_text())
+    gone = {c["id"] for c in js["categories"] if c["name"] in drop}
+    js["categories"] = [c for c in js["categories"] if c["id"] not in gone]
+    for ann in js["annotations"]:
+        ids = read_panoptic_png(src / "panoptic" / ann["file_name"])
+        for seg in ann["segments_info"]:
+            if seg["category_id"] in gone:
+                ids[ids == seg["id"]] = 0
+        ann["segments_info"] = [s for s in ann["segments_info"] if s["category_id"] not in gone]
+        write_panoptic_png(dst / "panoptic" / ann["file_name"], ids)
+    (dst / "panoptic.json").write_text(json.dumps(js))
+    return js
+
+
+def test_an_architecture_searched_on_one_dataset_retrains_on_another_with_other_classes(run_folder, tmp_path):
+    # paper Table 6: search on a source dataset, retrain and evaluate on a target with other classes
+    source = tmp_path / "source"
+    assert cli("data", "synth", str(source), "--images", "10", "--size", "48", "--seed", "3",
+               "--no-progress").exit_code == 0
+    target = _drop_categories(source, tmp_path / "target", {"ring", "sand"})
+    n_things = sum(c["isthing"] for c in target["categories"])
+    assert (n_things, len(target["categories"]) - n_things) == (3, 4)  # source: 4 things, 5 stuff
+
+    arch = json.loads((run_folder / "arch.json").read_text())
+    assert set(arch["arch"]) == {"backbone", "head", "inter"}  # indices only, no class counts
+    out = tmp_path / "transfer"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress", *TINY,
+              "--set", f"data.root={tmp_path / 'target'}"]
+    res = cli("retrain", *common, "--arch", str(run_folder / "arch.json"),
+              "--set", "retrain.init_from_supernet=false")
+    assert res.exit_code == 0, res.output
+    assert cli("evaluate", *common).exit_code == 0
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["arch"] == arch["flat"]
+    names = {v["name"] for v in metrics["per_class"].values()}
+    assert "ring" not in names and "sand" not in names
+    # the class-dependent layers were rebuilt for the target: 3 thing classes, 4 stuff + "things"
+    assert sorted(metrics["box_ap"]["per_class"]) == ["circle", "square", "triangle"]
+    assert len(metrics["semantic"]["per_class"]) == 5
