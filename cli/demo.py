@@ -1,14 +1,13 @@
-"""``autopanoptic demo``: the search-core demo, and the whole panoptic pipeline with ``--full``.
+"""``autopanoptic demo``: the whole panoptic pipeline; ``--toy``: the search core alone.
 
-``autopanoptic demo --full`` generates the synthetic dataset, trains the ``tiny`` supernet with
-strict fairness, runs path-priority search, retrains the winner, evaluates it on the held-out
-evaluation split, and prints PQ / SQ / RQ and the path of the report
+``autopanoptic demo`` generates the synthetic dataset, trains the ``tiny`` supernet with strict
+fairness, runs path-priority search, retrains the winner, evaluates it on the held-out evaluation
+split, and prints PQ / SQ / RQ and the path of the report
 (:func:`autopanoptic.engine.pipeline.demo`).
 
-Without ``--full`` it is the few-second demonstration of the search core alone
+``autopanoptic demo --toy`` is the few-second demonstration of the search core alone
 (:func:`autopanoptic.search.demo.search_demo`): path-priority, evolution and random search on a
-synthetic fitness landscape over the paper's 56-layer space. (The search core's tests call it in
-that form; the integrator flips the default to the full pipeline, with ``--toy`` for this one.)
+synthetic fitness landscape over the paper's 56-layer space. It needs no torch.
 """
 
 from __future__ import annotations
@@ -29,24 +28,25 @@ def _fresh_folder(out: Path | None) -> Path:
 
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: runs/demo-<timestamp>/). A --full demo resumes from an existing one.")
-@click.option("--full", is_flag=True,
-              help="The whole panoptic pipeline: data, strict-fair supernet, search, retrain, evaluate, report.")
-@click.option("--config", "config", default="tiny", show_default=True, help="Preset or YAML config (--full).")
+              help="Output folder (default: runs/demo-<timestamp>/). The panoptic demo resumes from an existing one.")
+@click.option("--toy", is_flag=True,
+              help="Only the search core, on a synthetic fitness landscape (a few seconds, no network).")
+@click.option("--config", "config", default="tiny", show_default=True, help="Preset or YAML config.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one config value, e.g. --set retrain.steps=100 (repeatable; --full).")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto (--full).")
+              help="Override one config value, e.g. --set retrain.steps=100 (repeatable).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
-              help="PyTorch CPU threads (0 = PyTorch's default; --full).")
+              help="PyTorch CPU threads (0 = PyTorch's default).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the toy landscape and policies (search-core demo).")
+              help="Seed of the toy landscape and policies (--toy).")
 @click.option("--interaction", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Strength of the toy landscape's neighbour interactions (search-core demo).")
-@click.option("--dry-run", is_flag=True, help="Check config and data and print the plan, write nothing (--full).")
+              help="Strength of the toy landscape's neighbour interactions (--toy).")
+@click.option("--dry-run", is_flag=True, help="Check config and data and print the plan, write nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def demo(out, full, config, overrides, device, threads, seed, interaction, dry_run, progress) -> None:
-    """Demonstrate the search core, or (--full) the whole Auto-Panoptic pipeline on synthetic data."""
-    if full:
+def demo(out, toy, config, overrides, device, threads, seed, interaction, dry_run, progress) -> None:
+    """Run the whole Auto-Panoptic pipeline on synthetic data it generates (about 6 minutes on 2 CPU
+    cores), or (--toy) the search core alone."""
+    if not toy:
         from autopanoptic.engine.pipeline import set_threads
 
         set_threads(threads)

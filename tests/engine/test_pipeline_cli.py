@@ -144,7 +144,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 
 def test_full_demo_prints_pq_and_the_report(tmp_path):
     out = tmp_path / "demo"
-    res = cli("demo", "--full", "--out", str(out), "--device", "cpu", "--no-progress", *TINY)
+    res = cli("demo", "--out", str(out), "--device", "cpu", "--no-progress", *TINY)
     assert res.exit_code == 0, res.output
     for label in ("PQ", "All", "Things", "Stuff", "untrained", str(out / "report.md")):
         assert label in res.output

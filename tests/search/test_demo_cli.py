@@ -11,7 +11,7 @@ from autopanoptic_cli.main import main
 
 def test_demo_writes_journals_and_prints_a_table(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--no-progress", "--seed", "1"])
+    res = CliRunner().invoke(main, ["demo", "--toy", "--out", str(out), "--no-progress", "--seed", "1"])
     assert res.exit_code == 0, res.output
     for label in ("path-priority T=5 E=12", "evolution", "random search", "regret", str(out)):
         assert label in res.output
@@ -24,7 +24,7 @@ def test_demo_writes_journals_and_prints_a_table(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["journal-evolution.jsonl", "journal-path-priority.jsonl", "journal-random.jsonl", "summary.json"]
     # a non-empty output folder is refused with one clear line, nothing overwritten
     before = (out / "summary.json").read_bytes()
-    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--no-progress"])
+    res = CliRunner().invoke(main, ["demo", "--toy", "--out", str(out), "--no-progress"])
     assert res.exit_code == 2 and "not empty" in res.output
     assert (out / "summary.json").read_bytes() == before
 
@@ -37,7 +37,7 @@ def test_demo_default_folder_is_per_run(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_module, "DEMO_POLICIES", (("path-priority T=1", PathPriority(cycles=1)), ("random search", RandomSearch(budget=5))))
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
-        res = CliRunner().invoke(main, ["demo", "--no-progress"])
+        res = CliRunner().invoke(main, ["demo", "--toy", "--no-progress"])
         assert res.exit_code == 0, res.output
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(runs) == 2 and all(name.startswith("demo-") for name in runs)
