@@ -150,6 +150,13 @@ def main() -> None:
     ]
     for name, rows in t5.items():
         lines.append(f"| {name} | {_mean_sd([f for f, _ in rows])} | {statistics.mean([n for _, n in rows]) if rows else '-'} |")
+    if t3["searched"]:
+        lines += ["", "## Per seed", "", "| seed | searched | random architectures | chosen fitness: path-priority / evolution / random |",
+                  "|---|---|---|---|"]
+        for i, pq in enumerate(t3["searched"]):
+            rand = ", ".join(f"{100 * x:.1f}" for x in t3["random"][i * args.random:(i + 1) * args.random])
+            fits = " / ".join(f"{100 * t5[n][i][0]:.1f}" for n in ("path-priority", "evolution", "random"))
+            lines.append(f"| {i} | {100 * pq:.1f} | {rand} | {fits} |")
     text = "\n".join(lines) + "\n"
     print(text)
     atomic_write_text(args.out, text)
