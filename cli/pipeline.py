@@ -60,12 +60,41 @@ def _stage(stages: list[str]):
             if dry_run:
                 _dry_run(cfg, out, dev, stages)
                 return
-            with RunDir(out) as run:
-                f(cfg, run, dev, progress, **kwargs)
+            from autopanoptic.engine import distributed
+
+            w, dev = distributed.init_from_env(dev)
+            if not w.active:
+                with RunDir(out) as run:
+                    f(cfg, run, dev, progress, **kwargs)
+                return
+            _distributed_stage(f, cfg, out, dev, w, progress and w.is_main, stages, kwargs)
 
         return wrapper
 
     return deco
+
+
+def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, stages: list[str], kwargs) -> None:
+    """One stage under ``torchrun``: rank 0 holds the run folder's lock and prepares the data first;
+    every rank runs the stage (the library shards the work); ``evaluate`` runs on rank 0 only."""
+    import torch.distributed as dist
+
+    from autopanoptic.engine import distributed, pipeline
+    from autopanoptic.engine.runs import RunDir
+
+    run = RunDir(out)
+    try:
+        if w.is_main:
+            run.acquire()
+        with distributed.main_first():
+            pipeline.prepare_data(cfg, run, progress=progress)
+        if stages == ["evaluate"] and not w.is_main:
+            return
+        f(cfg, run, device, progress, **kwargs)
+    finally:
+        run.release()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @click.command("train-supernet")

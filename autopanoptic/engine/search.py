@@ -9,11 +9,19 @@ statistics of its path are recalibrated on a fixed calibration subset of the tra
 The policy runs on the *sampling space* of :class:`~autopanoptic.engine.restrict.OpRestriction`
 (ops excluded by ``model.exclude_ops`` were never trained, so they are never proposed either);
 architectures are mapped to the full space before the supernet sees them and when saved.
+
+Under ``torchrun`` the candidates of each batch the policy proposes are dealt round-robin to the
+ranks and their fitnesses gathered (every rank runs the same deterministic policy, so all agree on
+every proposal); rank 0 alone writes the journal. The other ranks replay a private copy of it, so a
+resumed distributed search skips the same evaluations on every rank. See docs/distributed.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +31,7 @@ import attrs
 import torch
 
 from autopanoptic.config import SearchConfig
+from autopanoptic.engine import distributed
 from autopanoptic.engine.datasets import load_batch
 from autopanoptic.engine.evaluate import evaluate
 from autopanoptic.engine.restrict import OpRestriction
@@ -132,18 +141,25 @@ def search_supernet(
     calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device)
     started = time.perf_counter()
 
+    world = distributed.world()
+
     def fitness(archs: list[Arch]) -> list[float]:
-        out = []
-        for a in archs:
+        out: dict[int, float] = {}
+        for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
             full = restriction.to_full(a)
             if calib:
                 recalibrate_bn(supernet, full, calib)
             res = evaluate(supernet, dataset, val_indices, arch=full, device=device)
-            out.append(res.pq)
-        return out
+            out[k] = res.pq
+        if world.active:
+            for part in distributed.all_gather_objects(out):
+                out.update(part)
+        return [out[k] for k in range(len(archs))]
 
     supernet.to(device)
-    result = run(policy, restriction.sub, fitness, seed=cfg.seed, journal=journal, progress=progress)
+    with _rank_journal(journal, world) as my_journal:
+        result = run(policy, restriction.sub, fitness, seed=cfg.seed, journal=my_journal,
+                     progress=progress and world.is_main)
     if isinstance(policy, PathPriority):
         board = policy.scoreboard(result.state)
         top = policy.top_k(result.state, 5)
@@ -152,7 +168,7 @@ def search_supernet(
         board = Scoreboard.empty(restriction.sub).add(archs, [f for _, f in result.history]) if archs else Scoreboard.empty(restriction.sub)
         top = tuple(a for a, _ in sorted(result.history, key=lambda x: -x[1])[:5])
     history = tuple((restriction.to_full(a), f) for a, f in result.history)
-    if candidates_json is not None:
+    if candidates_json is not None and world.is_main:
         atomic_write_json(candidates_json, [{"index": i, "arch": list(a), "fitness": f} for i, (a, f) in enumerate(history)])
     if result.best is None:
         raise ConfigError("the search evaluated no architecture; raise search.cycles or search.evaluations")
@@ -168,3 +184,22 @@ def search_supernet(
         seconds=time.perf_counter() - started,
         chosen_fitness=chosen,
     )
+
+
+@contextlib.contextmanager
+def _rank_journal(journal: str | Path | None, world: distributed.World):
+    """The journal this rank writes: ``journal`` itself on rank 0; elsewhere a private copy of it
+    (so every rank replays the same evaluations) that is thrown away afterwards."""
+    if journal is None or not world.active:
+        yield journal
+        return
+    if world.is_main:
+        distributed.barrier()  # the other ranks have copied the journal before rank 0 appends to it
+        yield journal
+        return
+    with tempfile.TemporaryDirectory(prefix="autopanoptic-journal-") as tmp:
+        mine = Path(tmp) / Path(journal).name
+        if Path(journal).exists():
+            shutil.copyfile(journal, mine)
+        distributed.barrier()
+        yield mine

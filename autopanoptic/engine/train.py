@@ -13,6 +13,13 @@ keep ``grad = None``: SGD leaves them (and their momentum) untouched.
 Checkpoints hold the weights, the optimizer (momentum buffers), the step counter (the data order,
 the flips and the cycle are pure functions of ``(seed, step)``), the loss log and the state of every
 random generator, so a resumed run continues exactly as if it had not stopped.
+
+Under ``torchrun`` (an initialised ``torch.distributed`` process group) every rank runs the same
+architectures on its slice of each global batch (``batch_size`` must divide by the number of ranks);
+gradients and usage counts are summed over ranks before the division
+(:func:`autopanoptic.engine.distributed.reduce_gradients`), the loss log is the mean over ranks,
+a non-finite loss on any rank stops every rank, and rank 0 alone writes the checkpoint (every rank
+reads it on resume). See docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 import attrs
 import torch
 
+from autopanoptic.engine import distributed
 from autopanoptic.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from autopanoptic.engine.datasets import batch_indices, flips_for, load_batch
 from autopanoptic.engine.schedule import lr_at
@@ -143,10 +151,17 @@ def train(
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
     device = torch.device(device)
+    world = distributed.world()
+    if world.active and cfg.batch_size % world.size:
+        raise distributed.DistributedError(
+            f"{desc}: batch_size {cfg.batch_size} does not split over {world.size} ranks; use a multiple of {world.size}"
+        )
+    progress = progress and world.is_main
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     fingerprint = dict(fingerprint or {})
+    existed = checkpoint_path is not None and Path(checkpoint_path).exists()
     step, losses, resumed_from = 0, [], 0
     if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path, map_location=device)
@@ -169,6 +184,9 @@ def train(
     def save() -> None:
         if checkpoint_path is None:
             return
+        if not world.is_main:  # rank 0 writes; the others wait until the file is complete
+            distributed.barrier()
+            return
         save_checkpoint(
             checkpoint_path,
             {
@@ -182,6 +200,7 @@ def train(
         )
         if losses_path is not None:
             atomic_write_json(losses_path, losses)
+        distributed.barrier()
 
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = None
@@ -210,11 +229,17 @@ def train(
             for j, arch in enumerate(archs):
                 k = step * len(archs) + j
                 idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
-                images, targets = load_batch(
-                    dataset, idx, flips=flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip), device=device
-                )
+                flips = flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip)
+                if world.active:  # this rank's slice of the global batch
+                    idx, flips = distributed.shard(idx, world), distributed.shard(flips, world)
+                images, targets = load_batch(dataset, idx, flips=flips, device=device)
                 out = model(images, targets) if arch is None else model(images, targets, arch=arch)
                 loss = sum(out.values())
+                if world.active and not torch.isfinite(loss):
+                    totals["nonfinite"] = 1.0  # every rank stops together after the reduction below
+                    for name in (*out, "loss"):
+                        totals.setdefault(name, 0.0)
+                    continue
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate "
@@ -225,7 +250,16 @@ def train(
                 for name, v in out.items():
                     totals[name] = totals.get(name, 0.0) + float(v.detach())
                 totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
-            usage.normalise()
+            if world.active:
+                totals = distributed.reduce_mean({"nonfinite": 0.0, **totals})
+                if totals.pop("nonfinite") > 0:
+                    raise TrainingError(
+                        f"{desc}: the loss became non-finite at step {step} on some rank; lower the learning rate "
+                        f"(lr={cfg.lr}) or add warm-up steps"
+                    )
+                distributed.reduce_gradients(usage.params, usage.counts, device)
+            else:
+                usage.normalise()
             opt.step()
             opt.zero_grad(set_to_none=True)
             record = {"step": step, "lr": lr, **{k: v / len(archs) for k, v in totals.items()}}
@@ -238,7 +272,7 @@ def train(
                 save()
     if bar is not None:
         bar.close()
-    if step == resumed_from and checkpoint_path is not None and not Path(checkpoint_path).exists():
+    if step == resumed_from and checkpoint_path is not None and not existed:
         save()
     return TrainResult(steps=step, resumed_from=resumed_from, losses=tuple(losses))
 
