@@ -1,0 +1,187 @@
+"""Faults: SIGKILL at random moments (CLI subprocesses), torn files, a busy run folder, NaN losses.
+
+One uninterrupted reference run (in process) and one run whose supernet training, search and
+retraining are each SIGKILLed part-way (after a random number of checkpointed steps / journaled
+evaluations) and then resumed: the resumed run must end bit-identical to the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from autopanoptic_cli.main import main
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = [
+    "--set", "data.synthetic_images=10", "--set", "data.synthetic_size=48",
+    "--set", "data.eval_fraction=0.3", "--set", "data.val_fraction=0.3",
+    "--set", "train.steps=6", "--set", "train.batch_size=1", "--set", "train.checkpoint_every=1",
+    "--set", "search.policy=random", "--set", "search.evaluations=30", "--set", "search.calib_batches=1",
+    "--set", "search.calib_batch_size=2",
+    "--set", "retrain.steps=6", "--set", "retrain.batch_size=1", "--set", "retrain.checkpoint_every=1",
+    "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+]
+EXE = str(Path(sys.executable).parent / "autopanoptic")
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, [*args], catch_exceptions=False)
+
+
+def stage(cmd: str, out: Path, *extra: str):
+    return cli(cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *extra)
+
+
+def _count(path: Path, kind: str) -> int:
+    try:
+        if kind == "losses":
+            return len(json.loads(path.read_text()))
+        return max(0, len(path.read_text().splitlines()) - 1)  # journal: minus the header
+    except (OSError, ValueError):
+        return 0
+
+
+def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least: int, deadline: float = 120) -> int:
+    """Start ``autopanoptic cmd`` in a subprocess, SIGKILL it as soon as ``progress_file`` shows
+    ``at_least`` steps / evaluations; return how many it had then. While it runs, a second command
+    into the same folder must be refused."""
+    proc = subprocess.Popen([EXE, cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    refused = False
+    try:
+        t0 = time.monotonic()
+        while _count(progress_file, kind) < at_least:
+            assert proc.poll() is None, f"{cmd} ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() - t0 < deadline
+            if not refused and (out / ".lock").exists():
+                busy = stage(cmd, out)
+                assert busy.exit_code == 2 and "in use" in busy.output, busy.output
+                refused = True
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert refused
+    assert (out / ".lock").exists()  # left behind by the killed process: taken over on resume
+    return _count(progress_file, kind)
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=False)
+
+
+def _assert_same_checkpoint(a: Path, b: Path) -> None:
+    sa, sb = _weights(a), _weights(b)
+    assert sa["step"] == sb["step"]
+    assert sa["losses"] == sb["losses"]
+    assert sa["model"].keys() == sb["model"].keys()
+    for k in sa["model"]:
+        assert torch.equal(sa["model"][k], sb["model"][k]), k
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    ref, killed = root / "ref", root / "killed"
+    for cmd in ("train-supernet", "search", "retrain"):
+        res = stage(cmd, ref)
+        assert res.exit_code == 0, (cmd, res.output)
+    return ref, killed
+
+
+def test_sigkilled_stages_resume_to_the_uninterrupted_result(runs):
+    ref, out = runs
+    rng = random.Random(int(os.environ.get("FAULT_SEED", "6")))
+    seen = {}
+    for cmd, progress_file, kind, total, unit in (
+        ("train-supernet", out / "supernet" / "losses.json", "losses", 6, 1),
+        ("search", out / "search" / "journal.jsonl", "journal", 30, 10),  # random search journals per batch of 10
+        ("retrain", out / "retrain" / "losses.json", "losses", 6, 1),
+    ):
+        at_least = rng.randrange(unit, total, unit)
+        had = kill_part_way(cmd, out, progress_file, kind, at_least)
+        assert at_least <= had < total, (cmd, had)
+        seen[cmd] = had
+        res = stage(cmd, out)  # resume (takes over the dead process's lock)
+        assert res.exit_code == 0, (cmd, res.output)
+        if kind == "losses":
+            assert f"resumed from {had}" in res.output, res.output
+    _assert_same_checkpoint(ref / "supernet" / "checkpoint.pt", out / "supernet" / "checkpoint.pt")
+    _assert_same_checkpoint(ref / "retrain" / "checkpoint.pt", out / "retrain" / "checkpoint.pt")
+    assert (ref / "search" / "journal.jsonl").read_text() == (out / "search" / "journal.jsonl").read_text()
+    assert json.loads((ref / "arch.json").read_text()) == json.loads((out / "arch.json").read_text())
+    assert not (out / ".lock").exists()
+
+
+def test_truncated_checkpoint_and_torn_journal_are_reported_and_left_alone(runs, tmp_path):
+    ref, _ = runs
+    import shutil
+
+    work = tmp_path / "r"
+    shutil.copytree(ref, work)
+    ckpt = work / "supernet" / "checkpoint.pt"
+    blob = ckpt.read_bytes()
+    ckpt.write_bytes(blob[: len(blob) // 3])
+    before = ckpt.read_bytes()
+    res = stage("train-supernet", work)
+    assert res.exit_code == 2 and "truncated or corrupt" in res.output, res.output
+    assert ckpt.read_bytes() == before
+    res = stage("search", work)  # reads the supernet: same clear error
+    assert res.exit_code == 2 and "truncated or corrupt" in res.output, res.output
+    ckpt.write_bytes(blob)
+    journal = work / "search" / "journal.jsonl"
+    text = journal.read_text()
+    journal.write_text(text[: len(text) - 7])  # a torn last line, as a crash mid-write leaves it
+    torn = journal.read_bytes()
+    res = stage("search", work)
+    assert res.exit_code == 2 and str(journal) in res.output, res.output
+    assert journal.read_bytes() == torn
+
+
+def test_nan_loss_stops_training_with_a_clear_message_and_a_usable_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    res = stage("train-supernet", out, "--set", "train.lr=1e12", "--set", "train.warmup_steps=0")
+    assert res.exit_code == 2, res.output
+    assert "lower the learning rate" in res.output and res.output.count("\n") <= 2
+    state = torch.load(out / "supernet" / "checkpoint.pt", weights_only=False)
+    assert 0 < state["step"] < 6
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (out / ".lock").exists()
+
+
+def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, tmp_path):
+    import shutil
+    import socket
+
+    ref, _ = runs
+    work = tmp_path / "r"
+    shutil.copytree(ref, work)
+    (work / "arch.json").unlink()
+    journal = work / "search" / "journal.jsonl"
+    journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:11]))  # header + 10 evaluations
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "--no-python", EXE, "search", "--out", str(work), "--device", "cpu",
+           "--no-progress", *SETTINGS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert journal.read_text() == (ref / "search" / "journal.jsonl").read_text()
+    assert json.loads((work / "arch.json").read_text()) == json.loads((ref / "arch.json").read_text())
+    assert not (work / ".lock").exists()
