@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +50,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 -- a damaged pickle can raise almost anything (EOFError,
+        # UnpicklingError, BadZipFile, but also ModuleNotFoundError, AttributeError, TypeError...): all mean corrupt
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: truncated or corrupt checkpoint ({first}); delete it to start over, or restore a backup"
