@@ -24,6 +24,7 @@ reads it on resume). See docs/distributed.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,6 +104,19 @@ class UsageCounter:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+
+@contextlib.contextmanager
+def _out_of_memory(desc: str, step: int, device: torch.device, batch_size: int):
+    """Turn PyTorch's out-of-memory error into a :class:`TrainingError` saying what to change."""
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+        raise TrainingError(
+            f"{desc}: out of memory at step {step} on {device} ({first}); lower batch_size ({batch_size}) or the "
+            "image size, or use a larger device; the last checkpoint is kept and the run resumes from it"
+        ) from None
 
 
 def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch], Arch] | None = None) -> list[Arch]:
@@ -233,7 +247,8 @@ def train(
                 if world.active:  # this rank's slice of the global batch
                     idx, flips = distributed.shard(idx, world), distributed.shard(flips, world)
                 images, targets = load_batch(dataset, idx, flips=flips, device=device)
-                out = model(images, targets) if arch is None else model(images, targets, arch=arch)
+                with _out_of_memory(desc, step, device, cfg.batch_size):
+                    out = model(images, targets) if arch is None else model(images, targets, arch=arch)
                 loss = sum(out.values())
                 if world.active and not torch.isfinite(loss):
                     totals["nonfinite"] = 1.0  # every rank stops together after the reduction below
@@ -245,7 +260,8 @@ def train(
                         f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate "
                         f"(lr={cfg.lr}) or add warm-up steps"
                     )
-                loss.backward()
+                with _out_of_memory(desc, step, device, cfg.batch_size):
+                    loss.backward()
                 usage.end_pass()
                 for name, v in out.items():
                     totals[name] = totals.get(name, 0.0) + float(v.detach())

@@ -185,3 +185,39 @@ def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, t
     assert journal.read_text() == (ref / "search" / "journal.jsonl").read_text()
     assert json.loads((work / "arch.json").read_text()) == json.loads((ref / "arch.json").read_text())
     assert not (work / ".lock").exists()
+
+
+def test_out_of_memory_stops_training_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    import importlib.util
+
+    from autopanoptic.engine.checkpoint import load_checkpoint
+    from autopanoptic.engine.train import TrainingError, train
+
+    spec = importlib.util.spec_from_file_location("dist_worker", Path(__file__).with_name("dist_worker.py"))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+
+    class Greedy(helpers.LinNet):
+        """Runs out of memory at its 4th forward pass (as a too large batch would on a GPU)."""
+
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            Greedy.calls += 1
+            if Greedy.calls == 4:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return super().forward(*args, **kwargs)
+
+    model = Greedy()
+    cfg = helpers.TRAIN_CFG
+    archs = lambda step: [(0, 1)]  # noqa: E731
+    with pytest.raises(TrainingError, match=r"out of memory at step 3 on cpu .*lower batch_size \(4\)"):
+        train(model, helpers.train_data(), range(8), cfg, archs_for_step=archs, checkpoint_path=tmp_path / "c.pt",
+              progress=False)
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["step"] == 3
+    fresh = helpers.LinNet()
+    fresh.load_state_dict(state["model"])  # usable
+    res = train(fresh, helpers.train_data(), range(8), cfg, archs_for_step=archs, checkpoint_path=tmp_path / "c.pt",
+                progress=False)
+    assert res.resumed_from == 3 and res.steps == cfg.steps
