@@ -221,3 +221,25 @@ def test_out_of_memory_stops_training_with_a_clear_message_and_keeps_the_checkpo
     res = train(fresh, helpers.train_data(), range(8), cfg, archs_for_step=archs, checkpoint_path=tmp_path / "c.pt",
                 progress=False)
     assert res.resumed_from == 3 and res.steps == cfg.steps
+
+
+def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_resumes(tmp_path):
+    import socket
+
+    out = tmp_path / "dist"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two_images = ["--set", "train.batch_size=2"]  # the global batch: one image per rank
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "--no-python", EXE, "train-supernet", "--out", str(out), "--device", "cpu",
+           "--no-progress", *SETTINGS, *two_images]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("supernet: 6 steps") == 2  # both ranks trained
+    state = torch.load(out / "supernet" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 6 and len(json.loads((out / "supernet" / "losses.json").read_text())) == 6
+    assert not (out / ".lock").exists()
+    assert not [p for p in out.rglob("*.tmp")]  # no half-written file of a second writer
+    res = stage("train-supernet", out, *two_images)  # the same run, one process: nothing left to do
+    assert res.exit_code == 0 and "resumed from 6" in res.output, res.output
