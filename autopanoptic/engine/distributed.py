@@ -181,9 +181,8 @@ def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int
     if not used:
         return
     flat = torch.cat([
-        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(torch.float32)
-        for p, _ in used
-    ])
+        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1) for p, _ in used
+    ])  # one collective for all; mixed dtypes are promoted, then cast back below
     dist.all_reduce(flat)
     offset = 0
     for p, c in used:

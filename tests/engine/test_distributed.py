@@ -86,3 +86,27 @@ def test_distributed_search_gives_the_single_process_result_and_one_journal(dist
         single_lines = (tmp_path / f"journal_{name}_single.jsonl").read_text().splitlines()
         assert [json.loads(x) for x in dist_lines][1:] == [json.loads(x) for x in single_lines][1:]
         assert len(dist_lines) == len(single_lines) > 1
+
+
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch):
+    from autopanoptic.engine import distributed
+    from autopanoptic.engine.distributed import DistributedError, World
+
+    monkeypatch.setattr(distributed, "world", lambda: World(0, 3))  # checked before any collective call
+    with pytest.raises(DistributedError, match="batch_size 4 does not split over 3 ranks"):
+        W.run_training(None)
+
+
+def test_without_a_process_group_every_helper_is_the_identity(monkeypatch):
+    from autopanoptic.engine import distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    w = distributed.world()
+    assert (w.rank, w.size, w.active, w.is_main) == (0, 1, False, True)
+    assert distributed.shard([5, 6, 7]) == [5, 6, 7]
+    assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+    assert distributed.reduce_mean({"loss": 2.5}) == {"loss": 2.5}
+    with distributed.main_first() as again:
+        assert again == w
+    assert distributed.init_from_env("cpu") == (w, torch.device("cpu"))  # no WORLD_SIZE: nothing to join
