@@ -168,6 +168,7 @@ class PQStats:
 
 _SENTINEL = np.uint16(65535)
 _LUT = threading.local()
+_INDEX = np.arange(int(_SENTINEL), dtype=np.uint16)
 
 
 def _lut() -> np.ndarray:
@@ -189,14 +190,15 @@ def _lookup(ids_map: np.ndarray, seg_ids: np.ndarray, *, what: str, source: str,
     if not checked and ids_map.size and (ids_map.min() < 0 or ids_map.max() >= 256**3):
         raise DataError(f"{source}: {what} segment ids must lie in [0, 256**3)")
     lut = _lut()
+    sid = np.asarray(seg_ids, dtype=np.intp)
     lut[0] = 0
-    lut[seg_ids] = np.arange(1, len(seg_ids) + 1, dtype=np.uint16)
+    lut[sid] = _INDEX[1 : len(sid) + 1]
     try:
-        idx = np.take(lut, ids_map)
+        idx = lut.take(ids_map)
     finally:
         lut[0] = _SENTINEL
-        lut[seg_ids] = _SENTINEL
-    if (idx == _SENTINEL).any():
+        lut[sid] = _SENTINEL
+    if idx.size and idx.max() == _SENTINEL:  # valid indices are all below the sentinel
         bad = np.unique(ids_map[idx == _SENTINEL])
         raise DataError(
             f"{source}: {what} PNG has segment id(s) {bad[:5].tolist()} absent from segments_info"
@@ -205,25 +207,28 @@ def _lookup(ids_map: np.ndarray, seg_ids: np.ndarray, *, what: str, source: str,
 
 
 def _segment_arrays(segments: Sequence[Mapping[str, Any]], cat_pos: dict[int, int], *, what: str, source: str):
+    """``(ids, category indices)`` of ``segments_info`` as lists of ints, checked."""
     try:
-        ids = np.array([int(s["id"]) for s in segments], dtype=np.int64)
+        ids = [int(s["id"]) for s in segments]
         cats = [s["category_id"] for s in segments]
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{source}: every {what} segment needs an integer 'id' and a 'category_id'") from None
-    if len(set(ids.tolist())) != len(ids):
-        raise DataError(f"{source}: {what} segments_info has duplicate segment ids")
-    if len(ids) and (ids.min() <= 0):
-        raise DataError(f"{source}: {what} segment id 0 (void) or negative in segments_info")
+    if ids:
+        if len(set(ids)) != len(ids):
+            raise DataError(f"{source}: {what} segments_info has duplicate segment ids")
+        if min(ids) <= 0:
+            raise DataError(f"{source}: {what} segment id 0 (void) or negative in segments_info")
+        if max(ids) >= 256**3:
+            raise DataError(f"{source}: segment ids in segments_info must be below 256**3")
     try:
-        cidx = np.array([cat_pos[c] for c in cats], dtype=np.int64)
+        cidx = [cat_pos[c] for c in cats]
     except (KeyError, TypeError):
         bad = next(c for c in cats if not isinstance(c, int) or c not in cat_pos)
         raise DataError(f"{source}: {what} segment has unknown category {bad!r}") from None
     return ids, cidx
 
 
-def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, fn, iou_sum, source,
-                checked: bool = False) -> None:
+def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, fn, iou_sum, source) -> None:
     gt_map = np.asarray(gt_map)
     pred_map = np.asarray(pred_map)
     if gt_map.ndim != 2 or gt_map.shape != pred_map.shape:
@@ -234,8 +239,6 @@ def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, f
         raise DataError(f"{source}: segment maps must hold integer ids")
     gt_ids, gt_cat = _segment_arrays(gt_segments, cat_pos, what="ground-truth", source=source)
     pr_ids, pr_cat = _segment_arrays(pred_segments, cat_pos, what="predicted", source=source)
-    if (len(gt_ids) and gt_ids.max() >= 256**3) or (len(pr_ids) and pr_ids.max() >= 256**3):
-        raise DataError(f"{source}: segment ids in segments_info must be below 256**3")
     # Run-length encode the (ground truth, prediction) pair along the flat image: runs are
     # constant in both maps, so the per-pixel work is two comparisons; everything after works on
     # the (far fewer) runs.
@@ -249,14 +252,91 @@ def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, f
         change[1:] |= p[1:] != p[:-1]
     starts = np.flatnonzero(change)
     lengths = np.diff(starts, append=n_pix)
-    gs, ps = g[starts], p[starts]
-    if checked:  # maps straight from the decoder: the 4th byte (alpha) is not part of the id
-        gs &= 0xFFFFFF
-        ps &= 0xFFFFFF
-    gi = _lookup(gs, gt_ids, what="ground-truth", source=source, checked=checked).astype(np.intp)
-    pi = _lookup(ps, pr_ids, what="predicted", source=source, checked=checked).astype(np.intp)
+    gi = _lookup(g[starts], gt_ids, what="ground-truth", source=source)
+    pi = _lookup(p[starts], pr_ids, what="predicted", source=source)
+    _accumulate_runs(gi, pi, lengths, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, cat_pos, tp, fp, fn, iou_sum,
+                     source)
+
+
+def _run_starts_rgb(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> np.ndarray:
+    """Start pixel of every run of equal (ground truth, prediction) pairs in two ``H x W x 3`` maps.
+
+    Works on the raw bytes: no ids are built per pixel. Byte ``3k + c`` differs from byte
+    ``3(k+1) + c`` in either map exactly when pixel ``k + 1`` starts a new run.
+    """
+    x = gt_rgb.reshape(-1)
+    y = pred_rgb.reshape(-1)
+    m = x.size - 3
+    padded = (m + 7) & ~7
+    scratch = getattr(_LUT, "scratch", None)
+    if scratch is None or scratch.shape[1] < padded:
+        scratch = _LUT.scratch = np.empty((2, padded), dtype=bool)  # reused: no fresh pages per image
+    d, e = scratch[0, :m], scratch[1, :m]
+    np.not_equal(x[3:], x[:-3], out=d)
+    np.not_equal(y[3:], y[:-3], out=e)
+    np.bitwise_or(d, e, out=d)
+    scratch[0, m:padded] = False
+    # np.flatnonzero over ~200k bools is the slowest step: find the non-zero 8-byte words first
+    # (few), then the set bytes inside them.
+    words = scratch[0, :padded].view(np.uint64)
+    nzw = np.flatnonzero(words != 0)
+    inner = np.flatnonzero(words[nzw].view(np.bool_))
+    nz = nzw[inner >> 3]
+    nz <<= 3
+    nz += inner & 7
+    nz //= 3
+    starts = np.empty(len(nz) + 1, dtype=nz.dtype)
+    starts[0] = 0
+    if len(nz):
+        keep = np.empty(len(nz), dtype=bool)
+        keep[0] = True
+        np.not_equal(nz[1:], nz[:-1], out=keep[1:])
+        nz = nz[keep]
+        starts = starts[: len(nz) + 1]
+        np.add(nz, 1, out=starts[1:])
+    return starts
+
+
+def _ids_at(rgb: np.ndarray, byte_pos: np.ndarray) -> np.ndarray:
+    """Segment ids (``uint32``) of the pixels whose R bytes are at ``byte_pos`` in an ``H x W x 3`` map."""
+    x = rgb.reshape(-1)
+    ids = x[byte_pos + 2].astype(np.uint32)
+    ids <<= 8
+    ids |= x[byte_pos + 1]
+    ids <<= 8
+    ids |= x[byte_pos]
+    return ids
+
+
+def _accumulate_rgb(gt_rgb, gt_segments, pred_rgb, pred_segments, cat_pos, tp, fp, fn, iou_sum, source) -> None:
+    """:func:`_accumulate` on two decoded panoptic PNGs (``H x W x 3`` uint8, C order, same size)."""
+    gt_ids, gt_cat = _segment_arrays(gt_segments, cat_pos, what="ground-truth", source=source)
+    pr_ids, pr_cat = _segment_arrays(pred_segments, cat_pos, what="predicted", source=source)
+    n_pix = gt_rgb.shape[0] * gt_rgb.shape[1]
+    if n_pix:
+        starts = _run_starts_rgb(gt_rgb, pred_rgb)
+    else:
+        starts = np.zeros(0, dtype=np.intp)
+    lengths = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
+    if n_pix:
+        lengths[-1] = n_pix - starts[-1]
+    byte_pos = starts * 3
+    gs = _ids_at(gt_rgb, byte_pos)
+    ps = _ids_at(pred_rgb, byte_pos)
+    gi = _lookup(gs, gt_ids, what="ground-truth", source=source, checked=True)
+    pi = _lookup(ps, pr_ids, what="predicted", source=source, checked=True)
+    _accumulate_runs(gi, pi, lengths, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, cat_pos, tp, fp, fn, iou_sum,
+                     source)
+
+
+def _accumulate_runs(gi, pi, lengths, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, cat_pos, tp, fp, fn, iou_sum,
+                     source) -> None:
     ng, npr = len(gt_ids) + 1, len(pr_ids) + 1
-    counts = np.bincount(gi * npr + pi, weights=lengths, minlength=ng * npr).astype(np.int64).reshape(ng, npr)
+    key = gi.astype(np.intp)
+    key *= npr
+    key += pi
+    counts = np.bincount(key, weights=lengths, minlength=ng * npr).astype(np.int64).reshape(ng, npr)
     # From here on everything is per segment (a handful per image): plain Python is faster than
     # many tiny numpy calls.
     gt_pix = counts.sum(axis=1).tolist()[1:]
@@ -274,8 +354,8 @@ def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, f
             raise DataError(f"{source}: ground-truth areas must be numbers")
     else:
         gt_area = gt_pix
-    gcat = gt_cat.tolist()
-    pcat = pr_cat.tolist()
+    gcat = gt_cat
+    pcat = pr_cat
     on_void = counts[0].tolist()[1:]
     inter = counts[1:, 1:]
     rows, cols = np.nonzero(inter)
@@ -384,42 +464,43 @@ except ImportError:  # pragma: no cover - depends on the install
     _spng = None
 
 
-def _read_ids(path: Path) -> np.ndarray:
-    """A panoptic PNG as ``uint32 H x W``, 4 bytes a pixel: ``value & 0xFFFFFF`` is the id.
+def _read_rgb(path: str) -> np.ndarray:
+    """A panoptic PNG as ``uint8 H x W x 3`` (C order): id = R + 256 G + 256**2 B.
 
-    The top byte is a constant filler (alpha), so equal values mean equal ids; for
-    :func:`_accumulate` with ``checked=True``.
+    8-bit RGB files (all the COCO panoptic API writes) go through libspng when ``pyspng`` is
+    installed, else Pillow; anything else through :func:`read_panoptic_png`, which converts what
+    it can and raises the explanatory :class:`DataError` otherwise.
     """
-    if _spng is not None:
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise DataError(f"{path}: panoptic PNG not found; check the PNG folder") from None
-        except OSError as e:
-            raise DataError(f"{path}: cannot read the panoptic PNG ({e})") from None
-        try:
-            arr = _spng.load(raw, format="RGBA")
-        except Exception:  # noqa: BLE001 - any decoder failure: let Pillow explain the file
-            return read_panoptic_png(path).astype(np.uint32)
-        if arr.dtype != np.uint8 or not _is_rgb_png(raw):
-            return read_panoptic_png(path).astype(np.uint32)
-        # The 4th byte is alpha (255): the caller masks it off where ids are read (``checked``).
-        return arr.view("<u4")[..., 0]
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
-            if im.mode != "RGB":
-                return read_panoptic_png(path).astype(np.uint32)  # raises the explanatory error
-            im.load()
-            raw = im.tobytes("raw", "RGBX")
-            w, h = im.size
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: panoptic PNG not found; check the PNG folder") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:
         raise DataError(f"{path}: cannot read the panoptic PNG ({e})") from None
-    return np.frombuffer(raw, dtype="<u4").reshape(h, w)
+    if _is_rgb_png(raw):
+        if _spng is not None:
+            try:
+                arr = _spng.load(raw)
+            except Exception:  # noqa: BLE001 - any decoder failure: let Pillow explain the file
+                arr = None
+            if arr is not None and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+                return np.ascontiguousarray(arr)
+        else:
+            import io
+
+            from PIL import Image
+
+            try:
+                with Image.open(io.BytesIO(raw)) as im:
+                    if im.mode == "RGB":
+                        im.load()
+                        w, h = im.size
+                        return np.frombuffer(im.tobytes(), dtype=np.uint8).reshape(h, w, 3)
+            except (OSError, ValueError):
+                pass  # read_panoptic_png below raises the explanatory error
+    ids = read_panoptic_png(path).astype("<u4")
+    return np.ascontiguousarray(ids.view(np.uint8).reshape(*ids.shape, 4)[..., :3])
 
 
 def _is_rgb_png(raw: bytes) -> bool:
@@ -427,23 +508,36 @@ def _is_rgb_png(raw: bytes) -> bool:
     return len(raw) > 26 and raw[12:16] == b"IHDR" and raw[24] == 8 and raw[25] == 2
 
 
-def _eval_chunk(args) -> np.ndarray:
-    pairs, gt_folder, pred_folder, cat_ids = args
+_JOB: tuple | None = None  # (pairs, gt folder, pred folder, category ids), inherited by forked workers
+_JOB_LOCK = threading.Lock()  # one forked pool at a time per process sets _JOB
+
+
+def _eval_range(bounds: tuple[int, int], job: tuple | None = None) -> np.ndarray:
+    """Statistics of ``pairs[start:stop]`` of ``job`` (default: the forked-in :data:`_JOB`) as one
+    flat array ``[tp, fp, fn, iou]``."""
+    pairs, gt_folder, pred_folder, cat_ids = job if job is not None else _JOB
     n = len(cat_ids)
     tp, fp, fn = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     iou = np.zeros(n, np.float64)
     cat_pos = {c: k for k, c in enumerate(cat_ids)}
-    for gt_ann, pred_ann in pairs:
-        gt_png = os.path.join(gt_folder, gt_ann["file_name"])
-        pred_png = os.path.join(pred_folder, pred_ann["file_name"])
-        gt_map = _read_ids(gt_png)
-        pred_map = _read_ids(pred_png)
-        source = f"{pred_png} (image {gt_ann['image_id']!r})"
-        if gt_map.shape != pred_map.shape:
-            raise DataError(f"{pred_png}: size {pred_map.shape} differs from the ground truth {gt_png} {gt_map.shape}")
-        _accumulate(gt_map, gt_ann["segments_info"], pred_map, pred_ann["segments_info"], cat_pos,
-                    tp, fp, fn, iou, source, checked=True)
-    return np.concatenate([tp, fp, fn, iou.astype(np.float64)])
+    gt_dir = gt_folder + os.sep
+    pred_dir = pred_folder + os.sep
+    for gt_ann, pred_ann in pairs[bounds[0]:bounds[1]]:
+        gt_png = gt_dir + gt_ann["file_name"]
+        pred_png = pred_dir + pred_ann["file_name"]
+        gt_rgb = _read_rgb(gt_png)
+        pred_rgb = _read_rgb(pred_png)
+        if gt_rgb.shape != pred_rgb.shape:
+            raise DataError(f"{pred_png}: size {pred_rgb.shape[:2]} differs from the ground truth {gt_png} "
+                            f"{gt_rgb.shape[:2]}")
+        _accumulate_rgb(gt_rgb, gt_ann["segments_info"], pred_rgb, pred_ann["segments_info"], cat_pos,
+                        tp, fp, fn, iou, f"{pred_png} (image {gt_ann['image_id']!r})")
+    return np.concatenate([tp, fp, fn, iou])
+
+
+def _eval_chunk(args) -> np.ndarray:
+    """Statistics of ``(pairs, gt folder, pred folder, category ids)`` in this process."""
+    return _eval_range((0, len(args[0])), tuple(args))
 
 
 def pq_compute_stats(
@@ -496,30 +590,45 @@ def pq_compute_stats(
         workers = os.cpu_count() or 1
     workers = max(1, min(int(workers), len(pairs) or 1))
     total = np.zeros(4 * len(cm.ids))
-    # Chunks of about 25 images keep the progress bar moving and the workers balanced.
-    n_chunks = max(workers, math.ceil(len(pairs) / 25)) if pairs else 0
-    chunks = [pairs[i::n_chunks] for i in range(n_chunks)] if n_chunks else []
-    jobs = [(c, str(gt_folder), str(pred_folder), cm.ids) for c in chunks if c]
+    job = (pairs, str(gt_folder), str(pred_folder), cm.ids)
+    # Contiguous ranges of about 40 images: small enough that a worker slowed down by other jobs
+    # on the machine does not hold up the end, large enough that the per-task cost (a pair of
+    # ints in, one small array out) is negligible. Forked workers inherit ``pairs``.
+    n_chunks = math.ceil(len(pairs) / 40)
+    n_chunks = min(n_chunks, len(pairs))
+    edges = [round(i * len(pairs) / n_chunks) for i in range(n_chunks + 1)] if n_chunks else [0]
+    ranges = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(pairs), desc="PQ", unit="img")
+    global _JOB
     try:
-        if workers == 1:
-            for job in jobs:
-                total += _eval_chunk(job)
-                if bar is not None:
-                    bar.update(len(job[0]))
-        else:
-            import multiprocessing as mp
+        import multiprocessing as mp
 
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-                for job, res in zip(jobs, ex.map(_eval_chunk, jobs)):
-                    total += res
-                    if bar is not None:
-                        bar.update(len(job[0]))
+        fork = "fork" in mp.get_all_start_methods()
+        if workers == 1:
+            for r in ranges:
+                total += _eval_range(r, job)
+                if bar is not None:
+                    bar.update(r[1] - r[0])
+        else:
+            if fork:
+                ctx, task, args = mp.get_context("fork"), _eval_range, ranges
+            else:  # spawn: each task carries its images
+                ctx, task = None, _eval_chunk
+                args = [(pairs[a:b], job[1], job[2], job[3]) for a, b in ranges]
+            with _JOB_LOCK:
+                _JOB = job if fork else None
+                try:
+                    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+                        for r, res in zip(ranges, ex.map(task, args)):
+                            total += res
+                            if bar is not None:
+                                bar.update(r[1] - r[0])
+                finally:
+                    _JOB = None
     finally:
         if bar is not None:
             bar.close()
