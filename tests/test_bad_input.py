@@ -141,7 +141,11 @@ def test_damaged_journals(tmp_path_factory, data):
         assert str(path) in str(e) and "\n" not in str(e)
         assert path.read_bytes() == bad  # refused, untouched
         return
-    assert again.history == full.history  # accepted only if it resumes to the same result
+    # Accepted: the same proposals in the same order (the replay checks every architecture). A fitness
+    # number damaged into another valid number cannot be detected (no checksum; docs/reliability.md):
+    # at most the one damaged entry may differ.
+    assert [a for a, _ in again.history] == [a for a, _ in full.history]
+    assert sum(x != y for x, y in zip(again.history, full.history)) <= 1
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
