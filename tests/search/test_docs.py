@@ -29,6 +29,7 @@ MODULES = [
     "autopanoptic.search.scoreboard",
     "autopanoptic.search.run",
     "autopanoptic.search.toy",
+    "autopanoptic.search.policies.base",
     "autopanoptic.search.policies.path_priority",
     "autopanoptic.search.policies.evolution",
     "autopanoptic.search.policies.random_search",

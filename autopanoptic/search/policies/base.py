@@ -103,6 +103,20 @@ def check_tell(pending: tuple[Arch, ...] | None, archs: Iterable[Arch], fitnesse
     return archs, fits
 
 
+def running_best(
+    best: Arch | None, best_fitness: float | None, archs: Iterable[Arch], fitnesses: Iterable[float]
+) -> tuple[Arch | None, float | None]:
+    """The best ``(arch, fitness)`` after a batch, ties going to the earlier architecture.
+
+    >>> running_best(None, None, [(0,), (1,), (2,)], [0.5, 0.7, 0.7])
+    ((1,), 0.7)
+    """
+    for a, f in zip(archs, fitnesses):
+        if best_fitness is None or f > best_fitness:
+            best, best_fitness = a, f
+    return best, best_fitness
+
+
 def sample_arch(space: SearchSpace, gen: np.random.Generator) -> Arch:
     """One uniformly random architecture (vectorised)."""
     return tuple(int(c) for c in gen.integers(0, np.asarray(space.n_choices)))

@@ -56,6 +56,7 @@ from autopanoptic.search.policies.base import (
     optional_positive,
     positive,
     random_unseen,
+    running_best,
     settings_json,
 )
 from autopanoptic.search.space import Arch, SearchSpace
@@ -362,10 +363,7 @@ class GuidedSearch:
     def tell(self, state: GuidedSearchState, archs: Iterable[Arch], fitnesses: Iterable[float]) -> GuidedSearchState:
         """Record the fitnesses of the last batch."""
         archs, fits = check_tell(state.pending, archs, fitnesses)
-        best, best_fit = state.best, state.best_fitness
-        for a, f in zip(archs, fits):
-            if best_fit is None or f > best_fit:
-                best, best_fit = a, f
+        best, best_fit = running_best(state.best, state.best_fitness, archs, fits)
         return attrs.evolve(
             state,
             history=state.history + tuple(zip(archs, fits)),
