@@ -30,6 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -49,16 +51,6 @@ SPEC = {  # SPEC.md section 1, 3.8G width, ImageNet form, 224 x 224
     "xception3x3": (34.5, 4.50),
     "released COCO arch": (26.35, 3.72),
 }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def imagenet_form(widths, last, choices=None):
@@ -199,7 +191,7 @@ def main() -> None:
     header = [
         "# Backbone counts (`benchmarks/backbone_counts.py`)",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), 1 torch thread, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), 1 torch thread, "
         f"Python {platform.python_version()}, torch {torch.__version__}; load average {load0[0]:.1f} -> {load1[0]:.1f}. "
         f"Medians of {args.repeats} runs; seed {args.seed}.",
         "",

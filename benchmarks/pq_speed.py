@@ -37,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+
 import numpy as np  # noqa: E402
 
 from autopanoptic.data import pq_compute, write_predictions, write_synthetic  # noqa: E402
@@ -160,14 +162,7 @@ def _hotcoco_sub(gt, pred, gf, pf):
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import hotcoco
     import PIL
 

@@ -34,6 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+
 from autopanoptic.io import atomic_write_text  # noqa: E402
 from autopanoptic.search import Evolution, PathPriority, RandomSearch, run  # noqa: E402
 from autopanoptic.search.toy import load_nas_bench_macro  # noqa: E402
@@ -69,14 +71,7 @@ def settings_for(budget: int) -> list[tuple[str, object]]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {platform.system()}"
 
 

@@ -43,6 +43,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+
 import numpy as np  # noqa: E402
 
 from autopanoptic.io import atomic_write_text  # noqa: E402
@@ -100,14 +102,7 @@ def problem(kind: str, seed: int, bench, raw) -> tuple[object, Callable, Callabl
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} logical cores (shared with other jobs), Python {platform.python_version()}, {platform.system()}"
 
 

@@ -36,15 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 
 def _status(field: str) -> float:
@@ -250,7 +242,7 @@ def main() -> None:
         lines.append(f"| {r['preset']} | {r['arch']} | {r['params_m']:.2f} | {r['gmacs']:.1f} |")
     table3 = "\n".join(lines)
     machine = (
-        f"{_cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), 1 torch thread, "
+        f"{cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), 1 torch thread, "
         f"Python {platform.python_version()}, torch {__import__('torch').__version__}; load average "
         f"{load0[0]:.1f} at start, {load1[0]:.1f} at end; total {time.time() - t0:.0f} s; "
         f"{args.repeats} timed runs per figure"
