@@ -229,6 +229,10 @@ def main() -> None:
     n_cpu = min(500, args.images)
     nice = os.nice(0)
     niceness = f"The script ran under `nice -n {nice}`." if nice else "The script ran at normal priority."
+    if max(load_before[0], load_after[0]) > 1.0:
+        sharing = "Other jobs shared the 2 cores while this ran (see the load), so absolute times are noisy."
+    else:
+        sharing = "The machine was otherwise quiet (load below 1 before and after)."
     breakdown = cpu_breakdown(gt, pred, n_cpu, 3)
     cpu_lines = ["| what | CPU ms / image |", "|---|---|"] + [f"| {w} | {v:.3f} |" for w, v in breakdown]
     cpu_table = "\n".join(cpu_lines)
@@ -264,9 +268,8 @@ the other jobs on the machine than wall time):
 
 Machine: {machine()}.
 Load average (1, 5, 15 min) before: {load_before[0]:.2f}, {load_before[1]:.2f}, {load_before[2]:.2f};
-after: {load_after[0]:.2f}, {load_after[1]:.2f}, {load_after[2]:.2f}. {niceness} Other engineers' jobs shared the 2
-cores while this ran, so absolute times are noisy; the ratios come from runs made side by side in
-the same repeat.
+after: {load_after[0]:.2f}, {load_after[1]:.2f}, {load_after[2]:.2f}. {niceness} {sharing}
+The ratios come from runs made side by side in the same repeat.
 
 Where the time goes in `autopanoptic`: per image, two PNG decodes straight to 3 bytes per pixel
 (libspng when `pyspng` is installed, else Pillow); three byte-wise passes (compare each byte with
