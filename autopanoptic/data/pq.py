@@ -33,6 +33,7 @@ import json
 import math
 import os
 import threading
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -254,8 +255,8 @@ def _accumulate(gt_map, gt_segments, pred_map, pred_segments, cat_pos, tp, fp, f
     lengths = np.diff(starts, append=n_pix)
     gi = _lookup(g[starts], gt_ids, what="ground-truth", source=source)
     pi = _lookup(p[starts], pr_ids, what="predicted", source=source)
-    _accumulate_runs(gi, pi, lengths, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, cat_pos, tp, fp, fn, iou_sum,
-                     source)
+    counts = _pair_counts(gi, pi, lengths, len(gt_ids) + 1, len(pr_ids) + 1)
+    _match(counts, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, tp, fp, fn, iou_sum, source)
 
 
 def _run_starts_rgb(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> np.ndarray:
@@ -308,10 +309,9 @@ def _ids_at(rgb: np.ndarray, byte_pos: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _accumulate_rgb(gt_rgb, gt_segments, pred_rgb, pred_segments, cat_pos, tp, fp, fn, iou_sum, source) -> None:
-    """:func:`_accumulate` on two decoded panoptic PNGs (``H x W x 3`` uint8, C order, same size)."""
-    gt_ids, gt_cat = _segment_arrays(gt_segments, cat_pos, what="ground-truth", source=source)
-    pr_ids, pr_cat = _segment_arrays(pred_segments, cat_pos, what="predicted", source=source)
+def _runs_rgb(gt_rgb: np.ndarray, pred_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal (ground truth, prediction) pairs along two flat ``H x W x 3`` maps:
+    ``(gt ids, pred ids, lengths)`` (``uint32``, ``uint32``, ``intp``), one entry per run."""
     n_pix = gt_rgb.shape[0] * gt_rgb.shape[1]
     if n_pix:
         starts = _run_starts_rgb(gt_rgb, pred_rgb)
@@ -322,21 +322,42 @@ def _accumulate_rgb(gt_rgb, gt_segments, pred_rgb, pred_segments, cat_pos, tp, f
     if n_pix:
         lengths[-1] = n_pix - starts[-1]
     byte_pos = starts * 3
-    gs = _ids_at(gt_rgb, byte_pos)
-    ps = _ids_at(pred_rgb, byte_pos)
-    gi = _lookup(gs, gt_ids, what="ground-truth", source=source, checked=True)
-    pi = _lookup(ps, pr_ids, what="predicted", source=source, checked=True)
-    _accumulate_runs(gi, pi, lengths, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, cat_pos, tp, fp, fn, iou_sum,
-                     source)
+    return _ids_at(gt_rgb, byte_pos), _ids_at(pred_rgb, byte_pos), lengths
 
 
-def _accumulate_runs(gi, pi, lengths, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, cat_pos, tp, fp, fn, iou_sum,
-                     source) -> None:
-    ng, npr = len(gt_ids) + 1, len(pr_ids) + 1
+def _accumulate_rgb(gt_rgb, gt_segments, pred_rgb, pred_segments, cat_pos, tp, fp, fn, iou_sum, source) -> None:
+    """:func:`_accumulate` on two decoded panoptic PNGs (``H x W x 3`` uint8, C order, same size).
+
+    One C loop (:mod:`autopanoptic.data._fastpq`) counts the (ground truth, prediction) pairs when
+    the extension is built; else numpy finds the runs and ``bincount`` counts them.
+    """
+    gt_ids, gt_cat = _segment_arrays(gt_segments, cat_pos, what="ground-truth", source=source)
+    pr_ids, pr_cat = _segment_arrays(pred_segments, cat_pos, what="predicted", source=source)
+    counts = None
+    if _fastpq is not None:
+        counts = np.zeros((len(gt_ids) + 1, len(pr_ids) + 1), dtype=np.int64)
+        if _fastpq.pair_counts(gt_rgb, pred_rgb, np.array(gt_ids, np.uint32), np.array(pr_ids, np.uint32),
+                               counts) is not None:
+            counts = None  # an id is not listed: the numpy path below names them all
+    if counts is None:
+        gs, ps, lengths = _runs_rgb(gt_rgb, pred_rgb)
+        gi = _lookup(gs, gt_ids, what="ground-truth", source=source, checked=True)
+        pi = _lookup(ps, pr_ids, what="predicted", source=source, checked=True)
+        counts = _pair_counts(gi, pi, lengths, len(gt_ids) + 1, len(pr_ids) + 1)
+    _match(counts, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, tp, fp, fn, iou_sum, source)
+
+
+def _pair_counts(gi: np.ndarray, pi: np.ndarray, lengths: np.ndarray, ng: int, npr: int) -> np.ndarray:
+    """``ng x npr`` pixel counts of runs with ground-truth index ``gi`` and predicted index ``pi``."""
     key = gi.astype(np.intp)
     key *= npr
     key += pi
-    counts = np.bincount(key, weights=lengths, minlength=ng * npr).astype(np.int64).reshape(ng, npr)
+    return np.bincount(key, weights=lengths, minlength=ng * npr).astype(np.int64).reshape(ng, npr)
+
+
+def _match(counts, gt_ids, gt_cat, gt_segments, pr_ids, pr_cat, tp, fp, fn, iou_sum, source) -> None:
+    """Add one image's matches to ``tp`` / ``fp`` / ``fn`` / ``iou_sum`` from its ``counts``: pixels
+    of every (ground truth, prediction) segment pair, row / column 0 = void."""
     # From here on everything is per segment (a handful per image): plain Python is faster than
     # many tiny numpy calls.
     gt_pix = counts.sum(axis=1).tolist()[1:]
@@ -463,12 +484,76 @@ try:  # libspng decodes PNGs about twice as fast as Pillow; Pillow is the fallba
 except ImportError:  # pragma: no cover - depends on the install
     _spng = None
 
+try:  # the optional C extension (setup.py): PNG unfiltering and run finding
+    from autopanoptic.data import _fastpq
+except ImportError:  # pragma: no cover - depends on the install (no C compiler)
+    _fastpq = None
+
+try:  # zlib-ng inflates PNG data about 4x faster than the standard zlib (same results)
+    from zlib_ng import zlib_ng as _inflate
+except ImportError:  # pragma: no cover - depends on the install
+    _inflate = zlib
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_rgb8(raw: bytes) -> np.ndarray | None:
+    """``raw`` as ``uint8 H x W x 3`` when it is a valid 8-bit RGB non-interlaced PNG, else ``None``.
+
+    Chunk CRCs are checked, the IDAT stream is inflated with zlib-ng when installed and unfiltered
+    by the C extension. ``None`` for anything unusual or damaged: the caller then goes through
+    the slower decoders, which explain what is wrong with the file.
+    """
+    if _fastpq is None or raw[:8] != _PNG_SIGNATURE:
+        return None
+    view = memoryview(raw)
+    size = len(raw)
+    pos = 8
+    shape = None
+    idat = []
+    while True:
+        if pos + 12 > size:
+            return None  # no IEND
+        length = int.from_bytes(raw[pos : pos + 4], "big")
+        end = pos + 12 + length
+        if end > size or zlib.crc32(view[pos + 4 : end - 4]) != int.from_bytes(raw[end - 4 : end], "big"):
+            return None
+        kind = raw[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            if shape is None:
+                return None  # IDAT before IHDR
+            idat.append(view[pos + 8 : end - 4])
+        elif kind == b"IHDR":
+            if length != 13 or shape is not None or raw[pos + 16 : pos + 21] != b"\x08\x02\x00\x00\x00":
+                return None  # not 8-bit RGB, or interlaced, or an unknown method
+            shape = (int.from_bytes(raw[pos + 8 : pos + 12], "big"), int.from_bytes(raw[pos + 12 : pos + 16], "big"))
+        elif kind == b"IEND":
+            break
+        pos = end
+    if shape is None or not idat:
+        return None
+    w, h = shape
+    expected = h * (3 * w + 1)
+    try:
+        inflater = _inflate.decompressobj()
+        data = inflater.decompress(b"".join(idat) if len(idat) > 1 else idat[0], expected + 1)
+    except Exception:  # noqa: BLE001 - zlib.error or zlib_ng.error: a damaged stream
+        return None
+    if len(data) != expected or not inflater.eof:
+        return None
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    try:
+        _fastpq.unfilter(data, out, h, 3 * w, 3)
+    except ValueError:
+        return None
+    return out
+
 
 def _read_rgb(path: str) -> np.ndarray:
     """A panoptic PNG as ``uint8 H x W x 3`` (C order): id = R + 256 G + 256**2 B.
 
-    8-bit RGB files (all the COCO panoptic API writes) go through libspng when ``pyspng`` is
-    installed, else Pillow; anything else through :func:`read_panoptic_png`, which converts what
+    8-bit RGB files (all the COCO panoptic API writes) go through :func:`_decode_rgb8` (zlib-ng and
+    the C extension), else libspng when ``pyspng`` is installed, else Pillow; anything else through :func:`read_panoptic_png`, which converts what
     it can and raises the explanatory :class:`DataError` otherwise.
     """
     try:
@@ -479,6 +564,9 @@ def _read_rgb(path: str) -> np.ndarray:
     except OSError as e:
         raise DataError(f"{path}: cannot read the panoptic PNG ({e})") from None
     if _is_rgb_png(raw):
+        arr = _decode_rgb8(raw)
+        if arr is not None:
+            return arr
         if _spng is not None:
             try:
                 arr = _spng.load(raw)

@@ -222,7 +222,9 @@ def test_pillow_fallback_gives_the_same_result(tmp_path, monkeypatch):
     gt_json = write_synthetic(tmp_path / "gt", 5, size=32, seed=8)
     pred_json = write_predictions(gt_json, tmp_path / "pred.json", seed=2, difficulty=1.0)
     fast = pq_compute(gt_json, pred_json, workers=1)
-    monkeypatch.setattr(pq_module, "_spng", None)
+    monkeypatch.setattr(pq_module, "_fastpq", None)  # no C extension: libspng and numpy
+    assert pq_compute(gt_json, pred_json, workers=1) == fast
+    monkeypatch.setattr(pq_module, "_spng", None)  # and no libspng: Pillow
     slow = pq_compute(gt_json, pred_json, workers=1)
     assert fast == slow
     # a PNG that is not RGB is refused with a clear message on both paths
