@@ -22,6 +22,7 @@ from autopanoptic.data.format import (
 from autopanoptic.data.pq import (
     PQStats,
     format_pq_table,
+    pq_backend,
     pq_compute,
     pq_compute_stats,
     pq_stats,
@@ -47,6 +48,7 @@ __all__ = [
     "id2rgb",
     "load_panoptic_json",
     "make_prediction",
+    "pq_backend",
     "pq_compute",
     "pq_compute_stats",
     "pq_stats",

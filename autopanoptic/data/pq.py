@@ -45,7 +45,8 @@ import numpy as np
 from autopanoptic.data.format import CategoryMap, read_panoptic_png, validate_panoptic_json
 from autopanoptic.errors import DataError
 
-__all__ = ["PQStats", "pq_stats", "pq_compute", "pq_compute_stats", "format_pq_table", "segments_from_labels"]
+__all__ = ["PQStats", "pq_stats", "pq_compute", "pq_compute_stats", "pq_backend", "format_pq_table",
+           "segments_from_labels"]
 
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
 
@@ -493,6 +494,17 @@ try:  # zlib-ng inflates PNG data about 4x faster than the standard zlib (same r
     from zlib_ng import zlib_ng as _inflate
 except ImportError:  # pragma: no cover - depends on the install
     _inflate = zlib
+
+def pq_backend() -> str:
+    """How :func:`pq_compute` reads PNGs and counts pixels in this install (results never differ).
+
+    ``"C extension + zlib-ng"`` is the fast path; without the extension (no C compiler at install
+    time) it is ``"libspng + numpy"`` or ``"Pillow + numpy"``, about half the speed.
+    """
+    if _fastpq is not None:
+        return "C extension + " + ("zlib-ng" if _inflate is not zlib else "zlib")
+    return ("libspng" if _spng is not None else "Pillow") + " + numpy"
+
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -32,6 +32,16 @@ def test_the_extension_is_built_where_a_compiler_exists():
     if shutil.which(cc) is None:
         pytest.skip(f"no C compiler ({cc}) on this machine")
     assert P._fastpq is not None, "autopanoptic.data._fastpq did not build: reinstall with pip -e . and read the log"
+    assert P.pq_backend().startswith("C extension")
+
+
+def test_backend_names_the_path_in_use(monkeypatch):
+    monkeypatch.setattr(P, "_fastpq", None)
+    monkeypatch.setattr(P, "_spng", None)
+    assert P.pq_backend() == "Pillow + numpy"
+    monkeypatch.setattr(P, "_fastpq", object())
+    monkeypatch.setattr(P, "_inflate", zlib)
+    assert P.pq_backend() == "C extension + zlib"
 
 
 # -- PNG filtering, straight from the specification ------------------------------------------
