@@ -1,9 +1,11 @@
 /* Optional accelerator for autopanoptic.data.pq: two loops that numpy cannot vectorise well.
  *
- *   unfilter(data, out, height, rowbytes, bpp)
- *       Undo PNG row filtering (filter method 0: None, Sub, Up, Average, Paeth) of the inflated
- *       IDAT stream ``data`` (height * (1 + rowbytes) bytes) into ``out`` (height * rowbytes).
- *       Raises ValueError on a bad size or an unknown filter type.
+ *   unfilter(data, out, height, rowbytes, bpp, first_row=0)
+ *       Undo PNG row filtering (filter method 0: None, Sub, Up, Average, Paeth) of ``height`` rows
+ *       of the inflated IDAT stream ``data`` (height * (1 + rowbytes) bytes) into rows
+ *       ``first_row`` ... of ``out`` (rowbytes bytes a row); row ``first_row - 1`` of ``out`` is
+ *       the row above the first (zeros when first_row is 0), so an image can be unfiltered piece
+ *       by piece. Raises ValueError on a bad size or an unknown filter type.
  *
  *   pair_counts(gt, pred, gt_ids, pred_ids, counts) -> None | (which, id)
  *       ``gt`` and ``pred`` are two panoptic maps of n pixels, 3 bytes per pixel (R, G, B; id =
@@ -95,16 +97,16 @@ static void unfilter_paeth(uint8_t *restrict row, const uint8_t *restrict src, c
 
 static PyObject *fastpq_unfilter(PyObject *self, PyObject *args) {
     Py_buffer data, out;
-    Py_ssize_t height, rowbytes, bpp;
-    if (!PyArg_ParseTuple(args, "y*w*nnn", &data, &out, &height, &rowbytes, &bpp)) return NULL;
+    Py_ssize_t height, rowbytes, bpp, first = 0;
+    if (!PyArg_ParseTuple(args, "y*w*nnn|n", &data, &out, &height, &rowbytes, &bpp, &first)) return NULL;
     PyObject *result = NULL;
-    if (height < 0 || rowbytes < 0 || bpp < 1 || bpp > 8 ||
-        data.len != height * (rowbytes + 1) || out.len < height * rowbytes) {
+    if (height < 0 || rowbytes < 0 || bpp < 1 || bpp > 8 || first < 0 ||
+        data.len != height * (rowbytes + 1) || out.len < (first + height) * rowbytes) {
         PyErr_SetString(PyExc_ValueError, "unfilter: the data does not match the image size");
         goto done;
     }
     const uint8_t *src = (const uint8_t *)data.buf;
-    uint8_t *dst = (uint8_t *)out.buf;
+    uint8_t *dst = (uint8_t *)out.buf + first * rowbytes;
     uint8_t *zeros = (uint8_t *)PyMem_RawCalloc((size_t)rowbytes + 1, 1); /* the row above row 0 */
     if (zeros == NULL) {
         PyErr_NoMemory();
@@ -112,7 +114,7 @@ static PyObject *fastpq_unfilter(PyObject *self, PyObject *args) {
     }
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *prev = zeros;
+    const uint8_t *prev = first > 0 ? dst - rowbytes : zeros;
     for (Py_ssize_t y = 0; y < height && !bad; y++) {
         const uint8_t ft = *src++;
         uint8_t *row = dst + y * rowbytes;

@@ -509,12 +509,17 @@ def pq_backend() -> str:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+_PIECE = 1 << 16  # bytes inflated at a time: small pieces reuse heap memory instead of fresh pages
+
+
 def _decode_rgb8(raw: bytes) -> np.ndarray | None:
     """``raw`` as ``uint8 H x W x 3`` when it is a valid 8-bit RGB non-interlaced PNG, else ``None``.
 
     Chunk CRCs are checked, the IDAT stream is inflated with zlib-ng when installed and unfiltered
-    by the C extension. ``None`` for anything unusual or damaged: the caller then goes through
-    the slower decoders, which explain what is wrong with the file.
+    by the C extension, a piece of about 64 kB at a time (inflating a 640 x 480 image in one go
+    costs ~370 page faults, more than the inflating itself). ``None`` for anything unusual or
+    damaged: the caller then goes through the slower decoders, which explain what is wrong with
+    the file.
     """
     if _fastpq is None or raw[:8] != _PNG_SIGNATURE:
         return None
@@ -545,18 +550,24 @@ def _decode_rgb8(raw: bytes) -> np.ndarray | None:
     if shape is None or not idat:
         return None
     w, h = shape
-    expected = h * (3 * w + 1)
+    row = 3 * w + 1
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    stream = b"".join(idat) if len(idat) > 1 else idat[0]
+    step = max(1, _PIECE // row)
     try:
         inflater = _inflate.decompressobj()
-        data = inflater.decompress(b"".join(idat) if len(idat) > 1 else idat[0], expected + 1)
+        for y in range(0, h, step):
+            k = min(step, h - y)
+            piece = inflater.decompress(stream, k * row)
+            if len(piece) != k * row:
+                return None  # the stream ends early
+            stream = inflater.unconsumed_tail
+            _fastpq.unfilter(piece, out, k, 3 * w, 3, y)
+        if inflater.decompress(stream, 1) or not inflater.eof:
+            return None  # more data than the image holds, or no proper end
+    except ValueError:  # an unknown filter type
+        return None
     except Exception:  # noqa: BLE001 - zlib.error or zlib_ng.error: a damaged stream
-        return None
-    if len(data) != expected or not inflater.eof:
-        return None
-    out = np.empty((h, w, 3), dtype=np.uint8)
-    try:
-        _fastpq.unfilter(data, out, h, 3 * w, 3)
-    except ValueError:
         return None
     return out
 

@@ -120,6 +120,22 @@ def test_unfilter_undoes_every_png_filter(case):
 
 
 @fast
+@settings(max_examples=60, deadline=None)
+@given(_filtered(), st.data())
+def test_unfilter_piece_by_piece_equals_whole(case, data):
+    image, types, bpp = case
+    h, rowbytes = image.shape
+    filtered = _filter(image, types, bpp)
+    out = np.empty_like(image)
+    y = 0
+    while y < h:
+        k = data.draw(st.integers(1, h - y))
+        P._fastpq.unfilter(filtered[y * (rowbytes + 1) : (y + k) * (rowbytes + 1)], out, k, rowbytes, bpp, y)
+        y += k
+    assert np.array_equal(out, image)
+
+
+@fast
 def test_unfilter_refuses_bad_input():
     with pytest.raises(ValueError, match="filter type"):
         P._fastpq.unfilter(bytes([5, 1, 2, 3]), bytearray(3), 1, 3, 3)
@@ -150,6 +166,12 @@ def test_png_fast_path_reads_what_pillow_reads(case):
     out = P._decode_rgb8(raw)
     assert out is not None and out.dtype == np.uint8 and out.flags.c_contiguous
     assert np.array_equal(out, rgb)
+    piece = P._PIECE
+    try:  # inflated and unfiltered a few rows at a time, as large images are
+        P._PIECE = 3 * rgb.shape[1] + 1 + (len(raw) % 3) * 40
+        assert np.array_equal(P._decode_rgb8(raw), rgb)
+    finally:
+        P._PIECE = piece
 
 
 @fast
@@ -180,6 +202,9 @@ def test_png_fast_path_leaves_other_pngs_to_the_other_decoders():
         other = raw[:12] + patched + struct.pack(">I", zlib.crc32(patched)) + raw[33:]
         assert P._decode_rgb8(other) is None
     assert P._decode_rgb8(raw[:-12]) is None  # no IEND
+    for h in (3, 5):  # the IDAT stream holds more / fewer rows than IHDR says
+        patched = ihdr[:8] + struct.pack(">I", h) + ihdr[12:]
+        assert P._decode_rgb8(raw[:12] + patched + struct.pack(">I", zlib.crc32(patched)) + raw[33:]) is None
     assert np.array_equal(P._decode_rgb8(raw), rgb)
 
 
