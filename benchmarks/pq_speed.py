@@ -147,6 +147,37 @@ def cpu_breakdown(gt: Path, pred: Path, n: int, repeats: int) -> list[tuple[str,
     return rows
 
 
+COCO_SAMPLE = REPO.parent / "shared" / "data" / "coco-panoptic-sample" / "panoptic"
+
+
+def coco_decode_table(repeats: int = 30) -> str:
+    """Decode times of the real COCO panoptic PNGs in ``../shared/data`` (best of ``repeats``):
+    autopanoptic's PNG path against libspng, on full-size images."""
+    from autopanoptic.data import pq as P
+
+    pngs = sorted(COCO_SAMPLE.glob("*.png")) if COCO_SAMPLE.is_dir() else []
+    if not pngs:
+        return "(the real COCO sample was not found next to the repository: skipped)"
+    import pyspng
+
+    def best(f) -> float:
+        out = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f()
+            out = min(out, time.perf_counter() - t)
+        return out * 1e3
+
+    rows = ["| COCO val2017 PNG | size | autopanoptic (ms) | libspng (ms) | identical |", "|---|---|---|---|---|"]
+    for path in pngs:
+        raw = path.read_bytes()
+        ours, ref = P._decode_rgb8(raw), pyspng.load(raw)
+        same = ours is not None and np.array_equal(ours, ref)
+        rows.append(f"| {path.name} | {ref.shape[1]}x{ref.shape[0]} | {best(lambda: P._decode_rgb8(raw)):.3f} | "
+                    f"{best(lambda: pyspng.load(raw)):.3f} | {'yes' if same else 'NO'} |")
+    return "\n".join(rows)
+
+
 def _decode_all(P, paths) -> None:
     for a, b in paths:
         P._read_rgb(str(a))
@@ -241,6 +272,8 @@ def main() -> None:
     cpu = dict(zip(("dec", "stats", "whole", "api", "hot"), (v for _, v in breakdown)))
     print(table)
     print(cpu_table)
+    coco_table = coco_decode_table()
+    print(coco_table)
     print("\n".join(summary))
     if args.no_write:
         return
@@ -267,6 +300,11 @@ CPU time per image (process time, best of 3, first {n_cpu} images, one process; 
 the other jobs on the machine than wall time):
 
 {cpu_table}
+
+Decoding the two real COCO panoptic PNGs of `../shared/data/coco-panoptic-sample` (full size; wall
+time of one decode in this process, best of 30):
+
+{coco_table}
 
 Machine: {machine()}.
 Load average (1, 5, 15 min) before: {load_before[0]:.2f}, {load_before[1]:.2f}, {load_before[2]:.2f};
