@@ -9,9 +9,10 @@ What is shared and how (see docs/distributed.md):
   (:func:`shard`); :func:`reduce_gradients` sums the gradients *and* the per-parameter usage counts
   over ranks and divides one by the other, which equals single-process training on the global batch
   for losses that are means over images. Rank 0 alone writes checkpoints; every rank reads them.
-* evaluation (:func:`autopanoptic.engine.evaluate.evaluate`): images are sharded round-robin, the
-  per-image PQ statistics are gathered and summed **in image order**, so PQ is bit-identical to a
-  single process.
+* evaluation (:func:`evaluate_sharded`): the single process's batches are dealt round-robin; what
+  each image gave (PQ statistics, AP records, exported PNG bytes) is gathered to rank 0 and combined
+  **in image order**, so PQ, box / mask AP, mIoU and the exported files equal a single process's.
+  Rank 0 alone writes; the result is broadcast to every rank.
 * search (:func:`autopanoptic.engine.search.search_supernet`): the candidates of a batch are dealt
   to ranks and their fitnesses gathered; every rank runs the same deterministic policy, rank 0 alone
   writes the journal.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -36,6 +38,9 @@ __all__ = [
     "World",
     "all_gather_objects",
     "barrier",
+    "broadcast_object",
+    "evaluate_sharded",
+    "gather_objects",
     "init_from_env",
     "main_first",
     "reduce_gradients",
@@ -151,6 +156,32 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` (picklable) on rank 0, in rank order; ``None`` on the other ranks;
+    ``[obj]`` when not distributed. Unlike :func:`all_gather_objects`, only rank 0 receives the data
+    (for payloads that only its writer needs)."""
+    import torch.distributed as dist
+
+    w = world()
+    if not w.active:
+        return [obj]
+    out: list[Any] | None = [None] * w.size if w.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank (``obj`` itself when not distributed)."""
+    import torch.distributed as dist
+
+    w = world()
+    if not w.active:
+        return obj
+    box = [obj if w.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def reduce_mean(values: dict[str, float]) -> dict[str, float]:
     """The mean over ranks of a dict of numbers with the same keys on every rank (for loss logs)."""
     import torch.distributed as dist
@@ -195,38 +226,151 @@ def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int
             p.grad.copy_(g)
 
 
+GATHER_CHUNK = 64
+"""Images each rank sends to rank 0 per gather in :func:`evaluate_sharded` (bounds rank 0's memory)."""
+
+
+@attrs.frozen(eq=False)
+class _Image:
+    """What one rank sends rank 0 about one image of a sharded evaluation."""
+
+    position: int  # in ``indices`` (image order)
+    stats: Any  # PQStats.to_array()
+    ap: Any = None  # APRecords (branch_metrics)
+    annotation: dict[str, Any] | None = None  # predictions.json entry (export)
+    png: bytes | None = None  # exported PNG (export)
+    drawing: tuple[Any, Any] | None = None  # (panoptic, segments_info) of the first ``draw`` images
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 def evaluate_sharded(model: torch.nn.Module, dataset: Any, indices: Sequence[int], *, batch_size: int = 4,
-                     **kwargs: Any):
+                     export_dir: str | os.PathLike[str] | None = None, draw: int = 0,
+                     draw_dir: str | os.PathLike[str] | None = None, branch_metrics: bool = False,
+                     chunk: int = GATHER_CHUNK, **kwargs: Any):
     """:func:`~autopanoptic.engine.evaluate.evaluate` over all ranks, with the single-process result.
 
     The batches a single process would form (``batch_size`` consecutive images of ``indices``) are
     dealt round-robin to the ranks, so every image goes through the network in the very batch it
-    would have in one process; the per-image PQ statistics are gathered and summed in image order,
-    so the returned :class:`~autopanoptic.engine.evaluate.EvalResult` (on every rank) has exactly
-    the single-process statistics. ``kwargs`` go to ``evaluate`` (``arch``, ``device``, ...);
-    exporting predictions or drawings is a single-process job (``export_dir`` / ``draw_dir`` are
-    refused when distributed).
+    would have in one process. What each image gave -- its PQ statistics, with ``branch_metrics``
+    its AP records (:class:`~autopanoptic.data.metrics.APRecords`), with ``export_dir`` its
+    ``segments_info`` and PNG bytes, and for the first ``draw`` images its id map -- is gathered to
+    rank 0 (``torch.distributed.gather_object`` after the evaluation, ``chunk`` images per rank at a
+    time: each rank keeps its own share's compressed PNGs until then, rank 0 receives at most
+    ``chunk x ranks`` of them at once and writes them as they arrive) and combined there
+    **in image order**: statistics summed, AP records concatenated, ``predictions.json`` written
+    with its annotations in image order, the drawings made from the dataset's images. The
+    semantic confusion matrices are summed on each rank and the ranks' sums added on rank 0 (integer
+    counts: exact in any order, and a matrix per image would be large for many classes).
+
+    Rank 0 alone writes (the PNGs, ``predictions.json``, ``ground_truth.json``, the drawings), with
+    the same bytes a single process writes; every rank returns the same
+    :class:`~autopanoptic.engine.evaluate.EvalResult` (stats, AP, semantic summary, paths).
+    An error on any rank (e.g. an unreadable image) stops every rank with that message.
+    ``kwargs`` go to ``evaluate`` (``arch``, ``device``, ``progress``, ...). Without a process
+    group this is ``evaluate`` itself.
     """
     from autopanoptic.data import PQStats
-    from autopanoptic.engine.evaluate import EvalResult, evaluate
+    from autopanoptic.data import metrics as M
+    from autopanoptic.engine import evaluate as E
+    from autopanoptic.io import atomic_write_bytes
 
     w = world()
     indices = [int(i) for i in indices]
     if not w.active:
-        return evaluate(model, dataset, indices, batch_size=batch_size, **kwargs)
-    if kwargs.get("export_dir") is not None or kwargs.get("draw_dir") is not None:
-        raise DistributedError("exporting predictions or drawings runs in one process; evaluate without torchrun")
+        return E.evaluate(model, dataset, indices, batch_size=batch_size, export_dir=export_dir, draw=draw,
+                          draw_dir=draw_dir, branch_metrics=branch_metrics, **kwargs)
     if batch_size < 1:
         raise DistributedError(f"batch_size must be >= 1, got {batch_size}")
-    batches = [indices[s : s + batch_size] for s in range(0, len(indices), batch_size)]
-    mine = [i for b in batches[w.rank :: w.size] for i in b]
-    per_image: list[tuple[int, Any]] = []
-    evaluate(model, dataset, mine, batch_size=batch_size,
-             on_image=lambda i, s: per_image.append((i, s.to_array())), **kwargs)
-    gathered = {}
-    for part in all_gather_objects(per_image):
-        gathered.update(part)
-    stats = PQStats.zeros(dataset.categories)
-    for i in indices:
-        stats = stats + PQStats.from_array(gathered[i], dataset.categories)
-    return EvalResult(stats=stats, n_images=len(indices))
+    if chunk < 1:
+        raise DistributedError(f"chunk must be >= 1, got {chunk}")
+    categories = dataset.categories
+    positions = list(range(len(indices)))
+    batches = [positions[s : s + batch_size] for s in range(0, len(positions), batch_size)]
+    shares = [[p for b in batches[r :: w.size] for p in b] for r in range(w.size)]
+    mine = shares[w.rank]
+    export = export_dir is not None
+    n_draw = min(int(draw), len(indices)) if draw_dir is not None else 0
+    sent: list[_Image] = []
+    confusion = M.SemanticConfusion.zeros(categories.num_stuff + 1)
+
+    def keep(r: Any) -> None:
+        nonlocal confusion
+        p = mine[len(sent)]
+        sent.append(_Image(
+            position=p, stats=r.stats.to_array(), ap=r.ap,
+            annotation=r.annotation() if export else None,
+            png=E.encode_prediction_png(r.panoptic) if export else None,
+            drawing=(r.panoptic, r.segments_info) if p < n_draw else None,
+        ))
+        if r.confusion is not None:
+            confusion = confusion + r.confusion
+
+    error = None
+    try:
+        E.evaluate(model, dataset, [indices[p] for p in mine], batch_size=batch_size, on_image=keep,
+                   branch_metrics=branch_metrics, **kwargs)
+        if len(sent) != len(mine):
+            raise DistributedError(f"rank {w.rank}: {len(sent)} images evaluated, {len(mine)} expected")
+    except Exception as e:  # every rank must learn of it, or the others would wait for ever
+        error = e
+    status = all_gather_objects((None if error is None else _one_line(error), confusion.to_array()))
+    failed = [(r, msg) for r, (msg, _) in enumerate(status) if msg is not None]
+    if failed:
+        if error is not None:
+            raise error
+        r, msg = failed[0]
+        raise DistributedError(f"evaluation failed on rank {r}: {msg}")
+
+    received: dict[int, _Image] = {}
+    main_error: Exception | None = None  # rank 0 goes on gathering after an error, so no rank waits for ever
+    pred_dir = Path(export_dir) / "predictions" if export else None
+    rounds = -(-max(len(s) for s in shares) // chunk)
+    for k in range(rounds):
+        parts = gather_objects(sent[k * chunk : (k + 1) * chunk])
+        sent[k * chunk : (k + 1) * chunk] = [None] * len(sent[k * chunk : (k + 1) * chunk])  # gone to rank 0
+        if parts is None or main_error is not None:
+            continue
+        try:
+            for part in parts:
+                for im in part:
+                    if im.png is not None:  # written as it arrives: rank 0 never holds every PNG
+                        atomic_write_bytes(pred_dir / im.annotation["file_name"], im.png)
+                    received[im.position] = attrs.evolve(im, png=None)
+        except Exception as e:
+            main_error = e
+
+    result = None
+    if w.is_main and main_error is None:
+        try:
+            if sorted(received) != positions:
+                raise DistributedError(f"rank 0 received {len(received)} of {len(positions)} images")
+            order = [received[p] for p in positions]
+            stats = PQStats.zeros(categories)
+            for im in order:  # image order, as one process sums: the same floats
+                stats = stats + PQStats.from_array(im.stats, categories)
+            drawn = []
+            for im in order[:n_draw]:
+                pan, segs = im.drawing
+                drawn.append(E.draw_prediction(Path(draw_dir) / f"prediction_{len(drawn)}.png",
+                                               dataset[indices[im.position]]["image"], pan, segs, categories))
+            total = M.SemanticConfusion.zeros(categories.num_stuff + 1)
+            for _, matrix in status:
+                total = total + M.SemanticConfusion(matrix)
+            result = E.finish(
+                dataset, indices, stats, export_dir=export_dir, drawn=drawn,
+                annotations=[im.annotation for im in order] if export else (),
+                ap_records=M.APRecords.concat([im.ap for im in order]) if branch_metrics else None,
+                confusion=total if branch_metrics else None,
+            )
+        except Exception as e:
+            main_error = e
+    result = broadcast_object(_one_line(main_error) if main_error is not None else result)
+    if main_error is not None:
+        raise main_error
+    if isinstance(result, str):
+        raise DistributedError(f"evaluation failed on rank 0: {result}")
+    return result

@@ -1,9 +1,16 @@
 """Evaluation: run a network over a split, PQ in memory, and export in the COCO panoptic format.
 
-:func:`evaluate` sums one :class:`~autopanoptic.data.PQStats` per image (so a later distributed run
-only has to add the ranks' stats); with ``export_dir`` it also writes ``predictions.json`` plus one
-PNG per image in ``predictions/`` and ``ground_truth.json`` (the split's own annotations, pointing
-at the dataset's PNG folder), which the COCO panoptic API's ``pq_compute`` accepts as they are.
+:func:`evaluate` sums one :class:`~autopanoptic.data.PQStats` per image, in image order; with
+``export_dir`` it also writes ``predictions.json`` plus one PNG per image in ``predictions/`` and
+``ground_truth.json`` (the split's own annotations, pointing at the dataset's PNG folder), which the
+COCO panoptic API's ``pq_compute`` accepts as they are.
+
+Everything :func:`evaluate` computes for one image is an :class:`ImageResult`, handed to its
+``on_image`` callback; the steps after the loop (writing the JSON files, box / mask AP, mIoU) are
+:func:`finish`, and the bytes of a prediction PNG and a drawing come from
+:func:`encode_prediction_png` and :func:`draw_prediction`. A distributed evaluation
+(:func:`autopanoptic.engine.distributed.evaluate_sharded`) uses the same four pieces, so its files
+and numbers are those of one process by construction.
 """
 
 from __future__ import annotations
@@ -18,10 +25,19 @@ import numpy as np
 import torch
 
 from autopanoptic.engine.datasets import to_tensors
-from autopanoptic.io import atomic_write_json
+from autopanoptic.io import atomic_write_bytes, atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["EvalResult", "evaluate", "prediction_segments", "summary_table"]
+__all__ = [
+    "EvalResult",
+    "ImageResult",
+    "draw_prediction",
+    "encode_prediction_png",
+    "evaluate",
+    "finish",
+    "prediction_segments",
+    "summary_table",
+]
 
 
 @attrs.frozen
@@ -69,6 +85,55 @@ def prediction_segments(pan: np.ndarray, segments: Sequence[dict[str, Any]], cat
     return out
 
 
+@attrs.frozen(eq=False)
+class ImageResult:
+    """What :func:`evaluate` computed for one image (given to its ``on_image`` callback).
+
+    ``panoptic`` is the predicted ``H x W`` id map, ``segments_info`` its COCO segments (see
+    :func:`prediction_segments`), ``png_name`` the file name of its exported PNG, ``stats`` the
+    image's own PQ statistics; ``ap`` (:class:`~autopanoptic.data.metrics.APRecords`) and
+    ``confusion`` (:class:`~autopanoptic.data.metrics.SemanticConfusion`) are set with
+    ``branch_metrics`` only.
+    """
+
+    index: int
+    image_id: Any
+    png_name: str
+    panoptic: np.ndarray
+    segments_info: list[dict[str, Any]]
+    stats: Any  # autopanoptic.data.PQStats
+    ap: Any = None  # autopanoptic.data.metrics.APRecords
+    confusion: Any = None  # autopanoptic.data.metrics.SemanticConfusion
+
+    def annotation(self) -> dict[str, Any]:
+        """The image's entry of ``predictions.json``."""
+        return {"image_id": self.image_id, "file_name": self.png_name, "segments_info": self.segments_info}
+
+
+def encode_prediction_png(pan: np.ndarray) -> bytes:
+    """The bytes of the exported PNG of a predicted id map (RGB, id = R + 256 G + 256^2 B)."""
+    import io
+
+    from PIL import Image
+
+    from autopanoptic.data.format import id2rgb
+
+    buf = io.BytesIO()
+    Image.fromarray(id2rgb(pan)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def draw_prediction(path: str | Path, image: Any, pan: np.ndarray, segments_info: Sequence[dict[str, Any]],
+                    categories) -> Path:
+    """Draw a prediction over its image as a PNG at ``path`` (small images enlarged, nearest neighbour,
+    so the report stays readable)."""
+    from autopanoptic.data import save_panoptic_overlay
+
+    f = max(1, 256 // max(1, min(pan.shape)))
+    big = lambda a: np.repeat(np.repeat(np.asarray(a), f, axis=0), f, axis=1)  # noqa: E731
+    return save_panoptic_overlay(Path(path), big(image), big(pan), segments_info, categories)
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -94,10 +159,12 @@ def evaluate(
         res = evaluate(net, ds, range(len(ds)), export_dir="run/eval")
         print(res.summary()["All"])
 
-    ``on_image(index, stats)`` is called with each image's own PQ statistics (see
-    :func:`autopanoptic.engine.distributed.evaluate_sharded`).
+    ``on_image(result)`` is called once per image, in image order, with its :class:`ImageResult`
+    (the prediction, its PQ statistics and, with ``branch_metrics``, its AP records and confusion
+    matrix); :func:`autopanoptic.engine.distributed.evaluate_sharded` uses it to gather the images
+    of every rank. The callback should keep only what it needs (``panoptic`` is a full-size map).
     """
-    from autopanoptic.data import PQStats, pq_stats, save_panoptic_overlay, write_panoptic_png
+    from autopanoptic.data import PQStats, pq_stats
     from autopanoptic.data import metrics as M
 
     categories = dataset.categories
@@ -129,28 +196,27 @@ def evaluate(
                     source=str(sample["file_name"]),
                 )
                 stats = stats + image_stats
-                if on_image is not None:  # e.g. autopanoptic.engine.distributed gathers per-image stats
-                    on_image(i, image_stats)
+                records = image_confusion = None
                 if branch_metrics:
                     inst = {k: v.detach().cpu().numpy() for k, v in out["instances"].items()}
-                    ap_parts.append(M.ap_records_from_sample(sample, inst, categories))
-                    confusion = confusion + M.semantic_confusion(
+                    records = M.ap_records_from_sample(sample, inst, categories)
+                    image_confusion = M.semantic_confusion(
                         sample["semantic"], out["semantic"].detach().cpu().numpy(), categories.num_stuff + 1
                     )
+                    ap_parts.append(records)
+                    confusion = confusion + image_confusion
+                result = ImageResult(
+                    index=i, image_id=sample["image_id"], png_name=Path(str(sample["file_name"])).with_suffix(".png").name,
+                    panoptic=pan, segments_info=segs, stats=image_stats, ap=records, confusion=image_confusion,
+                )
+                if on_image is not None:  # e.g. autopanoptic.engine.distributed gathers the images of every rank
+                    on_image(result)
                 if export_dir is not None:
-                    png_name = Path(str(sample["file_name"])).with_suffix(".png").name
-                    write_panoptic_png(export_dir / "predictions" / png_name, pan)
-                    annotations.append({"image_id": sample["image_id"], "file_name": png_name, "segments_info": segs})
+                    atomic_write_bytes(export_dir / "predictions" / result.png_name, encode_prediction_png(pan))
+                    annotations.append(result.annotation())
                 if draw_dir is not None and len(drawn) < draw:
-                    # small images are drawn enlarged (nearest neighbour) so the report stays readable
-                    f = max(1, 256 // max(1, min(pan.shape)))
-                    big = lambda a: np.repeat(np.repeat(np.asarray(a), f, axis=0), f, axis=1)  # noqa: E731
-                    drawn.append(
-                        save_panoptic_overlay(
-                            Path(draw_dir) / f"prediction_{len(drawn)}.png", big(sample["image"]), big(pan), segs,
-                            categories,
-                        )
-                    )
+                    drawn.append(draw_prediction(Path(draw_dir) / f"prediction_{len(drawn)}.png", sample["image"], pan,
+                                                 segs, categories))
             if bar is not None:
                 bar.update(len(chunk))
                 bar.set_postfix(pq=f"{100 * stats.summary()['All']['pq']:.1f}")
@@ -158,17 +224,32 @@ def evaluate(
         if bar is not None:
             bar.close()
         model.train(was_training)
+    return finish(dataset, indices, stats, export_dir=export_dir, annotations=annotations, drawn=drawn,
+                  ap_records=M.APRecords.concat(ap_parts) if branch_metrics else None,
+                  confusion=confusion if branch_metrics else None)
+
+
+def finish(dataset: Any, indices: Sequence[int], stats: Any, *, export_dir: str | Path | None = None,
+           annotations: Sequence[dict[str, Any]] = (), drawn: Sequence[Path] = (), ap_records: Any = None,
+           confusion: Any = None) -> EvalResult:
+    """The end of an evaluation, from what its images gave (in image order): with ``export_dir``,
+    write ``predictions.json`` (``annotations``) and ``ground_truth.json``; with ``ap_records`` and
+    ``confusion``, box / mask AP (pycocotools) and the semantic summary."""
+    from autopanoptic.data import metrics as M
+
+    categories = dataset.categories
     pred_json = gt_json = None
     if export_dir is not None:
-        cats = categories.to_json()
+        export_dir = Path(export_dir)
         gt_json = _write_ground_truth(dataset, indices, export_dir / "ground_truth.json")
         pred_json = atomic_write_json(
-            export_dir / "predictions.json", {"annotations": annotations, "categories": cats}, indent=None
+            export_dir / "predictions.json", {"annotations": list(annotations), "categories": categories.to_json()},
+            indent=None,
         )
     ap = semantic = None
-    if branch_metrics:
-        ap = M.instance_ap(M.APRecords.concat(ap_parts), categories.num_things,
-                           names=[categories.name(c) for c in categories.thing_ids])
+    if ap_records is not None:
+        ap = M.instance_ap(ap_records, categories.num_things, names=[categories.name(c) for c in categories.thing_ids])
+    if confusion is not None:
         semantic = confusion.summary(M.semantic_class_names(categories))
     return EvalResult(stats=stats, n_images=len(indices), predictions_json=pred_json, ground_truth_json=gt_json,
                       drawn=tuple(drawn), ap=ap, semantic=semantic)

@@ -75,7 +75,9 @@ def run_training(ckpt_dir: Path | None, *, stop_after=None, init_seed=0):
 
 class NoisyOracle(torch.nn.Module):
     """A 'network' answering each image with its ground truth, damaged depending on the image and on
-    ``arch`` (rows blanked, some segments dropped): PQ is non-trivial and differs between archs."""
+    ``arch`` (rows blanked, some segments dropped): PQ is non-trivial and differs between archs.
+    Its instances (some dropped, boxes shifted, scores varied, with ties) and semantic map (rows
+    overwritten) are damaged likewise, so box / mask AP and mIoU are non-trivial too."""
 
     def __init__(self, dataset):
         super().__init__()
@@ -99,6 +101,8 @@ class NoisyOracle(torch.nn.Module):
             pan = np.asarray(s["panoptic"]).astype(np.int64).copy()
             damage = (i * 7 + 5 * sum(arch or ())) % 23
             pan[:damage] = 0
+            yy, xx = np.mgrid[: pan.shape[0], : pan.shape[1]]
+            pan[(3 * yy + 5 * xx + i) % 13 == 0] = 0  # speckles: fractional IoUs, whose float sums depend on order
             segs = []
             for k, seg in enumerate(s["segments"]):
                 if (k + i + (arch[0] if arch else 0)) % 4 == 3:
@@ -108,7 +112,19 @@ class NoisyOracle(torch.nn.Module):
                 ids = cats.thing_ids if thing else cats.stuff_ids
                 segs.append({"id": seg["id"], "label": list(ids).index(seg["category_id"]), "isthing": thing,
                              "score": 1.0})
-            out.append({"panoptic": torch.from_numpy(pan), "segments": segs})
+            a = tuple(arch or (0, 0))
+            inst = s["instances"]
+            keep = [k for k in range(len(inst["labels"])) if (k + i + a[0]) % 3 != 2]
+            masks = np.asarray(inst["masks"])[keep].astype(bool)
+            masks[:, :damage] = False
+            boxes = np.asarray(inst["boxes"], np.float32)[keep] + np.float32((i + a[1]) % 3)
+            scores = np.array([0.5 + 0.25 * ((k + a[1]) % 2) for k in keep], np.float32)  # ties across images
+            semantic = np.where(np.asarray(s["semantic"]) == 255, 0, np.asarray(s["semantic"]))
+            semantic[: damage // 2] = (i + a[0]) % (cats.num_stuff + 1)
+            out.append({"panoptic": torch.from_numpy(pan), "segments": segs, "semantic": torch.from_numpy(semantic),
+                        "instances": {"boxes": torch.from_numpy(boxes), "scores": torch.from_numpy(scores),
+                                      "labels": torch.as_tensor(np.asarray(inst["labels"])[keep], dtype=torch.int64),
+                                      "masks": torch.from_numpy(masks)}})
         return out
 
 
@@ -148,17 +164,56 @@ def search_checks(ds, out: Path, tag: str):
     return res
 
 
-def eval_checks(ds):
-    """Sharded evaluation of the oracle (two archs, uneven batches) and of the tiny supernet."""
-    from autopanoptic.engine.distributed import evaluate_sharded
+def eval_record(res) -> dict:
+    """What the tests compare of an EvalResult (JSON-able; ``nan`` survives as ``NaN``)."""
+    return {"stats": res.stats.to_array().tolist(), "n": res.n_images, "ap": res.ap, "semantic": res.semantic,
+            "predictions_json": None if res.predictions_json is None else str(res.predictions_json),
+            "drawn": [str(p) for p in res.drawn]}
+
+
+ORACLE_EXPORT = {"arch": (0, 1), "batch_size": 2, "draw": 3}  # 7 images: rank 0 gets 4, rank 1 gets 3
+
+
+class BrokenDataset:
+    """``ds`` whose image ``bad`` cannot be read (as a corrupt file would)."""
+
+    def __init__(self, ds, bad: int):
+        self.ds, self.bad, self.categories = ds, bad, ds.categories
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        if i == self.bad:
+            from autopanoptic.errors import DataError
+
+            raise DataError(f"image {i}: unreadable")
+        return self.ds[i]
+
+
+def eval_checks(ds, out: Path):
+    """Sharded evaluation of the oracle (two archs, uneven batches; AP and mIoU; one with export and
+    drawings, gathered one image per round) and of the tiny supernet; an unreadable image on rank 1."""
+    from autopanoptic.engine.distributed import all_gather_objects, evaluate_sharded
 
     oracle = NoisyOracle(ds)
     res = {}
-    for arch in ((0, 1), (2, 0)):
-        res[f"oracle{arch}"] = evaluate_sharded(oracle, ds, range(len(ds)), arch=arch, batch_size=2).stats.to_array().tolist()
-    net, r = tiny_supernet(ds)
-    res["supernet"] = evaluate_sharded(net, ds, range(5), arch=r.to_full(tuple(0 for _ in r.sub.layers)),
-                                       batch_size=2).stats.to_array().tolist()
+    r = evaluate_sharded(oracle, ds, range(len(ds)), **ORACLE_EXPORT, branch_metrics=True, chunk=1,
+                         export_dir=out / "export_dist", draw_dir=out / "draw_dist")
+    res[f"oracle{ORACLE_EXPORT['arch']}"] = eval_record(r)
+    r = evaluate_sharded(oracle, ds, range(len(ds)), arch=(2, 0), batch_size=2, branch_metrics=True)
+    res["oracle(2, 0)"] = eval_record(r)
+    net, restriction = tiny_supernet(ds)
+    arch = restriction.to_full(tuple(0 for _ in restriction.sub.layers))
+    r = evaluate_sharded(net, ds, range(5), arch=arch, batch_size=2, branch_metrics=True)
+    res["supernet"] = eval_record(r)
+    try:  # image 2 is in batch 1, which rank 1 evaluates: every rank must stop, none wait for ever
+        evaluate_sharded(oracle, BrokenDataset(ds, 2), range(len(ds)), arch=(0, 1), batch_size=2)
+        failure = None
+    except Exception as e:
+        failure = f"{type(e).__name__}: {e}"
+    res["failure"] = all_gather_objects(failure)
+    res["same_on_every_rank"] = len({json.dumps(x) for x in all_gather_objects(json.dumps(res))}) == 1
     return res
 
 
@@ -176,7 +231,7 @@ def main(data: Path, out: Path) -> None:
     model, res = run_training(ckpt, init_seed=99)  # weights must come from rank 0's checkpoint
     ds = open_data(data)
     results = {"resumed_from": res.resumed_from, "half_steps": half.steps, "losses": list(res.losses),
-               "eval": eval_checks(ds), "search": search_checks(ds, out, "dist")}
+               "eval": eval_checks(ds, out), "search": search_checks(ds, out, "dist")}
     if w.is_main:
         torch.save(model.state_dict(), out / "weights_dist.pt")
         (out / "results_dist.json").write_text(json.dumps(results))

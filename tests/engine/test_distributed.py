@@ -58,21 +58,80 @@ def test_two_ranks_train_the_same_weights_as_one_process_on_the_global_batch(dis
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
-def test_sharded_pq_statistics_equal_one_process_exactly(dist_run):
+def _same(a, b) -> bool:
+    """Equal to the last bit (floats by repr, ``nan`` equal to ``nan``)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_sharded_evaluation_equals_one_process_exactly(dist_run, tmp_path):
     from autopanoptic.engine.evaluate import evaluate
 
-    data, _, res = dist_run
+    from autopanoptic.data import PQStats
+    from autopanoptic.data import metrics as M
+
+    data, out, res = dist_run
     ds = W.open_data(data)
     oracle = W.NoisyOracle(ds)
-    values = set()
+    assert res["eval"]["same_on_every_rank"]
+    seen, order_matters = [], {"stats": False, "ap": False}
+    rank_order = [0, 1, 4, 5, 2, 3, 6]  # batches of 2 dealt to 2 ranks: rank 0's images, then rank 1's
     for arch in ((0, 1), (2, 0)):
-        single = evaluate(oracle, ds, range(len(ds)), arch=arch, batch_size=2)
-        assert res["eval"][f"oracle{arch}"] == single.stats.to_array().tolist()  # bit for bit
-        values.add(single.pq)
-    assert len(values) == 2 and all(0 < v < 1 for v in values)  # non-trivial, arch-dependent PQ
+        per_image = []
+        single = W.eval_record(evaluate(oracle, ds, range(len(ds)), arch=arch, batch_size=2, branch_metrics=True,
+                                        on_image=per_image.append))
+        dist = res["eval"][f"oracle{arch}"]
+        assert dist["stats"] == single["stats"]  # bit for bit
+        assert _same(dist["ap"], single["ap"]) and _same(dist["semantic"], single["semantic"])
+        seen.append((single["stats"], single["ap"]["bbox"]["AP"], single["ap"]["segm"]["AP"], single["semantic"]["miou"]))
+        # The data is such that combining in rank order would give other bits: the checks above can fail.
+        stats = PQStats.zeros(ds.categories)
+        for i in rank_order:
+            stats = stats + per_image[i].stats
+        order_matters["stats"] |= stats.to_array().tolist() != single["stats"]
+        ap = M.instance_ap(M.APRecords.concat([per_image[i].ap for i in rank_order]), ds.categories.num_things,
+                           names=[ds.categories.name(c) for c in ds.categories.thing_ids])
+        order_matters["ap"] |= not _same(ap, single["ap"])
+    assert order_matters == {"stats": True, "ap": True}
+    for values in zip(*seen):  # non-trivial, arch-dependent PQ, box AP, mask AP and mIoU
+        assert values[0] != values[1]
+    assert all(0 < v < 1 for _, *vs in seen for v in vs)
     net, r = W.tiny_supernet(ds)
-    single = evaluate(net, ds, range(5), arch=r.to_full(tuple(0 for _ in r.sub.layers)), batch_size=2)
-    assert res["eval"]["supernet"] == single.stats.to_array().tolist()
+    single = evaluate(net, ds, range(5), arch=r.to_full(tuple(0 for _ in r.sub.layers)), batch_size=2,
+                      branch_metrics=True)
+    dist = res["eval"]["supernet"]
+    assert dist["stats"] == single.stats.to_array().tolist()
+    assert _same(dist["ap"], single.ap) and _same(dist["semantic"], single.semantic)
+    assert dist["n"] == single.n_images == 5
+
+
+def test_sharded_export_and_drawings_are_the_single_process_files(dist_run, tmp_path):
+    from autopanoptic.engine.evaluate import evaluate
+
+    data, out, res = dist_run
+    ds = W.open_data(data)
+    single = evaluate(W.NoisyOracle(ds), ds, range(len(ds)), **W.ORACLE_EXPORT, branch_metrics=True,
+                      export_dir=tmp_path / "export", draw_dir=tmp_path / "draw")
+    dist_files, single_files = _files(out / "export_dist"), _files(tmp_path / "export")
+    # predictions.json (annotations in image order), ground_truth.json and every PNG, byte for byte
+    assert dist_files == single_files
+    assert len(single_files) == len(ds) + 2
+    annotations = json.loads(single_files["predictions.json"])["annotations"]
+    assert [a["image_id"] for a in annotations] == [ds[i]["image_id"] for i in range(len(ds))]
+    assert _files(out / "draw_dist") == _files(tmp_path / "draw") and len(single.drawn) == 3
+    dist = res["eval"]["oracle(0, 1)"]
+    assert dist["predictions_json"] == str(out / "export_dist" / "predictions.json")
+    assert dist["drawn"] == [str(out / "draw_dist" / f"prediction_{k}.png") for k in range(3)]
+
+
+def test_an_unreadable_image_on_one_rank_stops_every_rank_with_its_message(dist_run):
+    _, _, res = dist_run
+    on_rank0, on_rank1 = res["eval"]["failure"]
+    assert on_rank1 == "DataError: image 2: unreadable"
+    assert on_rank0 == "DistributedError: evaluation failed on rank 1: DataError: image 2: unreadable"
 
 
 def test_distributed_search_gives_the_single_process_result_and_one_journal(dist_run, tmp_path):
