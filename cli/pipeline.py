@@ -67,16 +67,16 @@ def _stage(stages: list[str]):
                 with RunDir(out) as run:
                     f(cfg, run, dev, progress, **kwargs)
                 return
-            _distributed_stage(f, cfg, out, dev, w, progress and w.is_main, stages, kwargs)
+            _distributed_stage(f, cfg, out, dev, w, progress and w.is_main, kwargs)
 
         return wrapper
 
     return deco
 
 
-def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, stages: list[str], kwargs) -> None:
+def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, kwargs) -> None:
     """One stage under ``torchrun``: rank 0 holds the run folder's lock and prepares the data first;
-    every rank runs the stage (the library shards the work); ``evaluate`` runs on rank 0 only."""
+    every rank runs the stage (the library shards the work, and only rank 0 writes the run folder)."""
     import torch.distributed as dist
 
     from autopanoptic.engine import distributed, pipeline
@@ -88,8 +88,6 @@ def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, stages: lis
             run.acquire()
         with distributed.main_first():
             pipeline.prepare_data(cfg, run, progress=progress)
-        if stages == ["evaluate"] and not w.is_main:
-            return
         f(cfg, run, device, progress, **kwargs)
     finally:
         run.release()
@@ -142,12 +140,17 @@ def retrain(cfg, run, device, progress, arch_path):
 @run_options
 @_stage(["evaluate"])
 def evaluate(cfg, run, device, progress):
-    """Evaluate the retrained network on the evaluation split; export predictions; write the report."""
+    """Evaluate the retrained network on the evaluation split; export predictions; write the report.
+
+    Under torchrun every rank evaluates its share; rank 0 writes the files and prints the tables."""
     from autopanoptic.engine import pipeline
+    from autopanoptic.engine.distributed import world
     from autopanoptic.engine.evaluate import summary_table
     from autopanoptic.engine.report import write_report
 
     metrics = pipeline.evaluate_run(cfg, run, device=device, progress=progress)
+    if not world().is_main:
+        return
     report = write_report(run, cfg)
     click.echo(summary_table(metrics))
     from autopanoptic.data.metrics import format_metrics_table

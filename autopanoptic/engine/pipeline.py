@@ -105,7 +105,10 @@ def prepare_data(cfg: Config, run: RunDir, *, progress: bool = True) -> RunData:
     else:
         ev = train
         splits = make_splits(len(train), d, calib_images=_calib_images(cfg))
-    atomic_write_json(run.path("splits.json"), splits.to_json(), indent=None)
+    from autopanoptic.engine.distributed import world
+
+    if world().is_main:  # under torchrun every rank computes the same splits; rank 0 writes them
+        atomic_write_json(run.path("splits.json"), splits.to_json(), indent=None)
     return RunData(train=train, eval=ev, splits=splits)
 
 
@@ -343,15 +346,19 @@ def load_retrained(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
 
 def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True) -> dict[str, Any]:
     """Evaluate the retrained network on the evaluation split; writes ``eval/metrics.json``,
-    ``eval/predictions.json`` + ``eval/predictions/*.png`` (COCO panoptic) and drawings."""
+    ``eval/predictions.json`` + ``eval/predictions/*.png`` (COCO panoptic) and drawings.
+
+    Under ``torchrun`` every rank evaluates its share of the images
+    (:func:`~autopanoptic.engine.distributed.evaluate_sharded`) and rank 0 alone writes, the same
+    files as one process; every rank returns the same metrics."""
     from autopanoptic.data.metrics import json_safe
-    from autopanoptic.engine.evaluate import evaluate
+    from autopanoptic.engine.distributed import evaluate_sharded, world
     from autopanoptic.nn import count
 
     data = data or prepare_data(cfg, run, progress=progress)
     net, arch, steps = load_retrained(cfg, run, data, device=device)
     started = time.perf_counter()
-    res = evaluate(
+    res = evaluate_sharded(
         net, data.eval, data.splits.eval, device=device,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
@@ -375,7 +382,8 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         "box_ap": json_safe(res.ap["bbox"]), "mask_ap": json_safe(res.ap["segm"]),
         "semantic": json_safe(res.semantic),
     }
-    atomic_write_json(run.path("eval", "metrics.json"), metrics)
+    if world().is_main:
+        atomic_write_json(run.path("eval", "metrics.json"), metrics)
     return metrics
 
 

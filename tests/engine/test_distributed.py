@@ -1,5 +1,6 @@
 """Two CPU ranks (gloo, launched with ``torchrun``) against one process: training weights, sharded
-PQ and searches agree. One launch runs every distributed check (see dist_worker.py)."""
+evaluation (PQ, AP, mIoU, exported files) and searches agree. One launch runs every library-level
+distributed check (see dist_worker.py); one more runs the ``evaluate`` command under ``torchrun``."""
 
 from __future__ import annotations
 
@@ -169,3 +170,86 @@ def test_without_a_process_group_every_helper_is_the_identity(monkeypatch):
     with distributed.main_first() as again:
         assert again == w
     assert distributed.init_from_env("cpu") == (w, torch.device("cpu"))  # no WORLD_SIZE: nothing to join
+
+
+# The evaluate command: 6 evaluation images in batches of 4 (rank 0: 4 images, rank 1: 2), all drawn.
+EVAL_SETTINGS = [
+    "--set", "data.synthetic_images=12", "--set", "data.synthetic_size=48",
+    "--set", "data.eval_fraction=0.5", "--set", "data.val_fraction=0.3",
+    "--set", "retrain.steps=8", "--set", "retrain.batch_size=1", "--set", "retrain.init_from_supernet=false",
+    "--set", "eval.draw=6", "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+]
+
+
+@pytest.fixture(scope="module")
+def retrained_run(tmp_path_factory):
+    """A run folder with a retrained network (a fixed architecture, no supernet: faster) and nothing
+    evaluated yet."""
+    from click.testing import CliRunner
+
+    from autopanoptic.config import load_config
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.runs import RunDir
+    from autopanoptic.search import save_arch
+    from autopanoptic_cli.main import main
+
+    out = tmp_path_factory.mktemp("evalcli") / "run"
+    cfg = load_config("tiny", [x for x in EVAL_SETTINGS if x != "--set"])
+    with RunDir(out) as run:
+        space = pipeline.build_supernet_space(cfg, pipeline.prepare_data(cfg, run, progress=False))
+    arch = tuple(k % min(4, len(layer.ops)) for k, layer in enumerate(space.layers))  # no deformable conv
+    save_arch(space, arch, out.parent / "arch.json")
+    res = CliRunner().invoke(main, ["retrain", "--out", str(out), "--device", "cpu", "--no-progress",
+                                    "--arch", str(out.parent / "arch.json"), *EVAL_SETTINGS], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_the_evaluate_command_under_torchrun_writes_the_single_process_files(retrained_run, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from autopanoptic_cli.main import main
+
+    single, dist = tmp_path / "single", tmp_path / "dist"
+    shutil.copytree(retrained_run, single)
+    shutil.copytree(retrained_run, dist)
+    res = CliRunner().invoke(main, ["evaluate", "--out", str(single), "--device", "cpu", "--no-progress",
+                                    *EVAL_SETTINGS], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    logs = tmp_path / "logs"  # dist_cli.py: `autopanoptic evaluate`, recording each rank's images and writes
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(HERE / "dist_cli.py"), str(logs), "evaluate", "--out", str(dist),
+           "--device", "cpu", "--no-progress", *EVAL_SETTINGS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("metrics: ") == 1 and proc.stdout.count("report: ") == 1  # rank 0 alone prints
+    rank0, rank1 = (json.loads((logs / f"rank{r}.json").read_text()) for r in (0, 1))
+    eval_split = json.loads((dist / "splits.json").read_text())["eval"]
+    assert rank0["evaluated"] == eval_split[:4] and rank1["evaluated"] == eval_split[4:]  # batches of 4, dealt
+    assert rank1["written"] == []  # rank 1 writes nothing (every project write goes through autopanoptic.io)
+    assert str((dist / "eval" / "metrics.json").resolve()) in rank0["written"]
+
+    metrics = [json.loads((run / "eval" / "metrics.json").read_text()) for run in (single, dist)]
+    for m in metrics:
+        assert m.pop("seconds") > 0
+    assert _same(metrics[1], metrics[0])  # PQ, per class, box / mask AP, mIoU: bit for bit
+    # a barely trained network (PQ near 0: exact sums of fractional IoUs are checked by the library test
+    # above); its predictions, counts and semantic confusion are not empty
+    assert metrics[0]["n_images"] == 6 and metrics[0]["All"]["n"] > 0 and metrics[0]["semantic"]["miou"] > 0
+    assert set(metrics[0]["box_ap"]) >= {"AP", "per_class"} and set(metrics[0]["mask_ap"]) >= {"AP", "per_class"}
+    files = [_files(run) for run in (single, dist)]
+    assert files[1].keys() == files[0].keys()  # no file more or less (no lock, no temporary file)
+    exported = [k for k in files[0] if k.startswith(("eval/predictions", "eval/ground_truth", "plots/prediction_"))]
+    assert len(exported) == 1 + 6 + 1 + 6  # predictions.json, 6 PNGs, ground_truth.json, 6 drawings
+    for run, f in zip((single, dist), files):  # the split's own annotations, pointing at each run's data/ folder
+        gt = json.loads(f.pop("eval/ground_truth.json"))
+        assert gt.pop("png_folder") == str((run / "data" / "panoptic").resolve())
+        f["eval/ground_truth.json"] = json.dumps(gt).encode()
+    for k in exported:
+        assert files[1][k] == files[0][k], k  # byte for byte
+    annotations = json.loads(files[0]["eval/predictions.json"])["annotations"]
+    splits = json.loads(files[0]["splits.json"])
+    assert len(annotations) == len(splits["eval"]) == 6 and sum(len(a["segments_info"]) for a in annotations) > 0
+    assert "report.md" in files[1] and "plots/prediction_5.png" in files[1]
