@@ -166,6 +166,8 @@ def test_without_a_process_group_every_helper_is_the_identity(monkeypatch):
     assert (w.rank, w.size, w.active, w.is_main) == (0, 1, False, True)
     assert distributed.shard([5, 6, 7]) == [5, 6, 7]
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+    assert distributed.gather_objects({"a": 1}) == [{"a": 1}]
+    assert distributed.broadcast_object({"a": 1}) == {"a": 1}
     assert distributed.reduce_mean({"loss": 2.5}) == {"loss": 2.5}
     with distributed.main_first() as again:
         assert again == w
