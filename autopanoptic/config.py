@@ -211,6 +211,7 @@ class EvalConfig:
 
     export: bool = attrs.field(default=True, converter=bool)
     draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
+    batch_size: int = attrs.field(default=4, converter=int, validator=_positive)  # images per forward pass
 
 
 @attrs.frozen

@@ -359,7 +359,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
     net, arch, steps = load_retrained(cfg, run, data, device=device)
     started = time.perf_counter()
     res = evaluate_sharded(
-        net, data.eval, data.splits.eval, device=device,
+        net, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
         branch_metrics=True,
@@ -416,7 +416,7 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
         space = build_supernet_space(cfg, data)
         arch = _read_arch(run, space, None)
         fresh = _retrain_network(attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False)), data, arch)
-        base = evaluate(fresh, data.eval, data.splits.eval, device=device)
+        base = evaluate(fresh, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size)
         metrics["untrained"] = {g: base.summary()[g] for g in ("All", "Things", "Stuff")}
     times["total"] = time.perf_counter() - t0
     times["cpu_total"] = time.process_time() - c0  # CPU seconds of this process (all its threads)

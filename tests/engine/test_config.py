@@ -42,6 +42,7 @@ def test_overrides_set_values_and_survive_a_round_trip(tmp_path_factory, steps, 
         ("nosection.x=1", "unknown config key"),
         ("train.steps", "section.key=value"),
         ("data.eval_fraction=1.5", "data.eval_fraction"),
+        ("eval.batch_size=0", "eval.batch_size"),
     ],
 )
 def test_bad_values_are_clear_errors(override, message):

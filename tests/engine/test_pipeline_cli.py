@@ -183,6 +183,30 @@ def test_evaluate_reports_ap_and_miou_beside_pq(run_folder):
     assert "mask AP" in (run_folder / "report.md").read_text()
 
 
+def test_eval_batch_size_sets_the_forward_batches(run_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from autopanoptic.engine import evaluate as E
+
+    seen = []
+    real = E.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(E, "evaluate", spy)
+    out = tmp_path / "r"
+    shutil.copytree(run_folder, out)
+    res = cli("evaluate", "--out", str(out), "--device", "cpu", "--no-progress", *TINY, "--set", "eval.batch_size=3")
+    assert res.exit_code == 0, res.output
+    assert seen == [3]
+    before = json.loads((run_folder / "eval" / "metrics.json").read_text())
+    after = json.loads((out / "eval" / "metrics.json").read_text())
+    for group in ("All", "Things", "Stuff"):
+        assert after[group] == pytest.approx(before[group], abs=1e-9), group
+
+
 def _drop_categories(src: Path, dst: Path, drop: set[str]) -> dict:
     """Copy the COCO-panoptic dataset ``src`` to ``dst`` without the categories named in ``drop``
     (their pixels become void): a dataset with other classes, for the transfer test."""
