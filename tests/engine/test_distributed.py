@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +20,9 @@ W = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(W)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# ``--standalone``: torchrun's own rendezvous store binds a free port itself. (Picking a port here
+# and handing it over races with the other test worker, which may be handed the same port.)
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +35,7 @@ def dist_run(tmp_path_factory):
     out.mkdir()
     write_synthetic(data, 7, size=48, seed=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(HERE / "dist_worker.py"), str(data), str(out)]
+    cmd = [*TORCHRUN, str(HERE / "dist_worker.py"), str(data), str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return data, out, json.loads((out / "results_dist.json").read_text())
@@ -221,8 +218,7 @@ def test_the_evaluate_command_under_torchrun_writes_the_single_process_files(ret
                                     *EVAL_SETTINGS], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     logs = tmp_path / "logs"  # dist_cli.py: `autopanoptic evaluate`, recording each rank's images and writes
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(HERE / "dist_cli.py"), str(logs), "evaluate", "--out", str(dist),
+    cmd = [*TORCHRUN, str(HERE / "dist_cli.py"), str(logs), "evaluate", "--out", str(dist),
            "--device", "cpu", "--no-progress", *EVAL_SETTINGS]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

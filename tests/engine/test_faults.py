@@ -34,6 +34,9 @@ SETTINGS = [
     "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
 ]
 EXE = str(Path(sys.executable).parent / "autopanoptic")
+# ``--standalone``: torchrun's own rendezvous store binds a free port itself (no port picked here that
+# the other test worker could be handed too).
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python", EXE]
 
 
 def cli(*args: str):
@@ -166,7 +169,6 @@ def test_nan_loss_stops_training_with_a_clear_message_and_a_usable_checkpoint(tm
 
 def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, tmp_path):
     import shutil
-    import socket
 
     ref, _ = runs
     work = tmp_path / "r"
@@ -174,12 +176,7 @@ def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, t
     (work / "arch.json").unlink()
     journal = work / "search" / "journal.jsonl"
     journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:11]))  # header + 10 evaluations
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), "--no-python", EXE, "search", "--out", str(work), "--device", "cpu",
-           "--no-progress", *SETTINGS]
+    cmd = [*TORCHRUN, "search", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert journal.read_text() == (ref / "search" / "journal.jsonl").read_text()
@@ -224,16 +221,9 @@ def test_out_of_memory_stops_training_with_a_clear_message_and_keeps_the_checkpo
 
 
 def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_resumes(tmp_path):
-    import socket
-
     out = tmp_path / "dist"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     two_images = ["--set", "train.batch_size=2"]  # the global batch: one image per rank
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), "--no-python", EXE, "train-supernet", "--out", str(out), "--device", "cpu",
-           "--no-progress", *SETTINGS, *two_images]
+    cmd = [*TORCHRUN, "train-supernet", "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *two_images]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.count("supernet: 6 steps") == 2  # both ranks trained
@@ -243,3 +233,42 @@ def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_re
     assert not [p for p in out.rglob("*.tmp")]  # no half-written file of a second writer
     res = stage("train-supernet", out, *two_images)  # the same run, one process: nothing left to do
     assert res.exit_code == 0 and "resumed from 6" in res.output, res.output
+
+
+def test_retrain_under_torchrun_resumes_a_killed_single_process_and_writes_one_checkpoint(runs, tmp_path):
+    # One process retrains part-way (SIGKILLed after 2 checkpointed steps), two ranks finish it,
+    # one process then finds nothing left to do.
+    import shutil
+
+    ref, _ = runs
+    work = tmp_path / "r"
+    shutil.copytree(ref, work)
+    shutil.rmtree(work / "retrain")
+    two_images = ["--set", "retrain.batch_size=2"]  # the global batch: one image per rank
+    proc = subprocess.Popen([EXE, "retrain", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS,
+                             *two_images], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        t0 = time.monotonic()
+        while _count(work / "retrain" / "losses.json", "losses") < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() - t0 < 120
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)["step"]
+    assert 2 <= done < 6
+    cmd = [*TORCHRUN, "retrain", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS, *two_images]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert res.stdout.count(f"retrain: 6 steps (resumed from {done})") == 2, res.stdout  # both ranks went on
+    state = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 6 and len(state["losses"]) == 6
+    assert not (work / ".lock").exists()
+    assert not [p for p in work.rglob("*.tmp")]  # no half-written file of a second writer
+    again = stage("retrain", work, *two_images)
+    assert again.exit_code == 0 and "resumed from 6" in again.output, again.output
