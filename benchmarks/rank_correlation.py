@@ -1100,7 +1100,8 @@ def reading(per_seed, main_res, var_res, rel_img, rel_cal, rel_pq, ceil, crit_se
                   "retrains best, consistent with Table 3 of the reproduction (searched worse than 14 of 15 random "
                   "architectures); more validation images make the fitness less noisy but, on this evidence, not "
                   "predictive. Retraining a few architectures with more seeds (the noise of the retrained PQ) and more "
-                  "architectures or validation images (to pin down the agreements) are the next measurements.")
+                  "architectures or validation images (to pin down the agreements) are the next measurements; the first is "
+                  "measured for seed 0 in the next section.")
     if not significant and robust:
         out.append(
             "- So image-sampling noise alone does not explain the mismatch: a fitness that ranked the paths exactly as "
