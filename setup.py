@@ -4,9 +4,9 @@ The library is ``autopanoptic`` (found automatically, sub-packages included); th
 application lives in the ``cli/`` folder and installs as ``autopanoptic_cli`` so that it never
 collides with another distribution's generic ``cli`` package.
 
-``autopanoptic.data._fastpq`` is a small optional C extension (PNG unfiltering and run finding for
+``autopanoptic.data._fastpq`` is a small optional C extension (PNG unfiltering and pair counting for
 PQ, standard C API only). ``optional=True``: without a C compiler the install still succeeds and
-``autopanoptic.data.pq`` uses libspng and numpy instead (same results, about half the speed).
+``autopanoptic.data.pq`` uses libspng and numpy instead (same results, at about 0.6x the speed).
 """
 
 from setuptools import Extension, find_packages, setup
