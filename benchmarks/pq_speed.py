@@ -100,6 +100,16 @@ def compare(ours, api, hot) -> list[str]:
     return diffs
 
 
+def best_ms(f, repeats: int, clock=time.perf_counter) -> float:
+    """The shortest of ``repeats`` calls of ``f``, in milliseconds of ``clock``."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = clock()
+        f()
+        best = min(best, clock() - t)
+    return best * 1e3
+
+
 def cpu_breakdown(gt: Path, pred: Path, n: int, repeats: int) -> list[tuple[str, float]]:
     """CPU milliseconds per image (process time, all threads; best of ``repeats``) on the first
     ``n`` images, one process: where the time goes, and less sensitive to other jobs' load."""
@@ -130,12 +140,7 @@ def cpu_breakdown(gt: Path, pred: Path, n: int, repeats: int) -> list[tuple[str,
             pq_compute_single_core(0, pairs, str(gf), str(pf), cats)
 
     def cpu(f) -> float:
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.process_time()
-            f()
-            best = min(best, time.process_time() - t)
-        return best / n * 1e3
+        return best_ms(f, repeats, time.process_time) / n
 
     rows = [
         ("autopanoptic: decode both PNGs", cpu(lambda: _decode_all(P, paths))),
@@ -160,21 +165,13 @@ def coco_decode_table(repeats: int = 30) -> str:
         return "(the real COCO sample was not found next to the repository: skipped)"
     import pyspng
 
-    def best(f) -> float:
-        out = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            f()
-            out = min(out, time.perf_counter() - t)
-        return out * 1e3
-
     rows = ["| COCO val2017 PNG | size | autopanoptic (ms) | libspng (ms) | identical |", "|---|---|---|---|---|"]
     for path in pngs:
         raw = path.read_bytes()
         ours, ref = P._decode_rgb8(raw), pyspng.load(raw)
         same = ours is not None and np.array_equal(ours, ref)
-        rows.append(f"| {path.name} | {ref.shape[1]}x{ref.shape[0]} | {best(lambda: P._decode_rgb8(raw)):.3f} | "
-                    f"{best(lambda: pyspng.load(raw)):.3f} | {'yes' if same else 'NO'} |")
+        rows.append(f"| {path.name} | {ref.shape[1]}x{ref.shape[0]} | {best_ms(lambda: P._decode_rgb8(raw), repeats):.3f} | "
+                    f"{best_ms(lambda: pyspng.load(raw), repeats):.3f} | {'yes' if same else 'NO'} |")
     return "\n".join(rows)
 
 
