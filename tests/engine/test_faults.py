@@ -56,11 +56,12 @@ def _count(path: Path, kind: str) -> int:
         return 0
 
 
-def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least: int, deadline: float = 120) -> int:
-    """Start ``autopanoptic cmd`` in a subprocess, SIGKILL it as soon as ``progress_file`` shows
-    ``at_least`` steps / evaluations; return how many it had then. While it runs, a second command
-    into the same folder must be refused."""
-    proc = subprocess.Popen([EXE, cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS],
+def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least: int, deadline: float = 120,
+                  extra: tuple[str, ...] = ()) -> int:
+    """Start ``autopanoptic cmd`` (with the ``extra`` options) in a subprocess, SIGKILL it as soon as
+    ``progress_file`` shows ``at_least`` steps / evaluations; return how many it had then. While it
+    runs, a second command into the same folder must be refused."""
+    proc = subprocess.Popen([EXE, cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
     refused = False
     try:
@@ -69,7 +70,7 @@ def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least:
             assert proc.poll() is None, f"{cmd} ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
             assert time.monotonic() - t0 < deadline
             if not refused and (out / ".lock").exists():
-                busy = stage(cmd, out)
+                busy = stage(cmd, out, *extra)
                 assert busy.exit_code == 2 and "in use" in busy.output, busy.output
                 refused = True
             time.sleep(0.002)
@@ -244,22 +245,8 @@ def test_retrain_under_torchrun_resumes_a_killed_single_process_and_writes_one_c
     work = tmp_path / "r"
     shutil.copytree(ref, work)
     shutil.rmtree(work / "retrain")
-    two_images = ["--set", "retrain.batch_size=2"]  # the global batch: one image per rank
-    proc = subprocess.Popen([EXE, "retrain", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS,
-                             *two_images], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        t0 = time.monotonic()
-        while _count(work / "retrain" / "losses.json", "losses") < 2:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() - t0 < 120
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    two_images = ("--set", "retrain.batch_size=2")  # the global batch: one image per rank
+    kill_part_way("retrain", work, work / "retrain" / "losses.json", "losses", 2, extra=two_images)
     done = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)["step"]
     assert 2 <= done < 6
     cmd = [*TORCHRUN, "retrain", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS, *two_images]
