@@ -53,6 +53,16 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{path}: cannot read the image ({e})") from None
 
 
+def item_index(i: Any, n: int) -> int:
+    """``i`` as a position in ``range(n)`` (negative indices count from the end, as for lists);
+    ``TypeError`` / ``IndexError`` otherwise. The index rule of every dataset here."""
+    if not isinstance(i, (int, np.integer)):
+        raise TypeError(f"dataset index must be an integer, got {type(i).__name__}")
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for a dataset of {n} images")
+    return int(i) % n
+
+
 class PanopticDataset:
     """A COCO-panoptic dataset: ``len(ds)``, ``ds[i]`` (a dict), iteration, ``ds.categories``.
 
@@ -111,12 +121,7 @@ class PanopticDataset:
         return pan, ann["segments_info"]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"dataset index must be an integer, got {type(i).__name__}")
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} images")
-        i = int(i) % n
+        i = item_index(i, len(self))
         im = self.images[i]
         pan, segs = self.read_panoptic(i)
         h, w = pan.shape

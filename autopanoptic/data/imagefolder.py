@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from autopanoptic.data.dataset import item_index
 from autopanoptic.errors import DataError
 from autopanoptic.io import atomic_write_bytes
 
@@ -80,12 +81,7 @@ class ImageFolderDataset:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"dataset index must be an integer, got {type(i).__name__}")
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} images")
-        rel, label = self.samples[int(i) % n]
+        rel, label = self.samples[item_index(i, len(self))]
         path = self.root / rel
         try:
             with Image.open(path) as im:
