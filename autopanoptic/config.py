@@ -107,7 +107,8 @@ class DataConfig:
 
     ``root`` is a COCO-panoptic folder (``images/``, ``panoptic/``, ``panoptic.json`` by default;
     ``images``, ``json`` and ``pngs`` are paths relative to it); ``None``
-    generates a synthetic dataset of ``synthetic_images`` images of ``synthetic_size`` pixels into the
+    generates a synthetic dataset of ``synthetic_images`` images of ``synthetic_size`` pixels
+    (``synthetic_style``: ``basic`` or ``hard``, see :mod:`autopanoptic.data.synthetic`) into the
     run folder. The evaluation split is ``eval_root`` if given, otherwise the last ``eval_fraction`` of
     ``root`` (by a seeded permutation). The search's validation split is carved out of what remains
     (the training data): ``val_fraction`` of it. The evaluation split is never used in training or
@@ -129,6 +130,7 @@ class DataConfig:
     synthetic_images: int = attrs.field(default=64, converter=int, validator=_positive)
     synthetic_size: int = attrs.field(default=64, converter=int, validator=_positive)
     synthetic_seed: int = attrs.field(default=0, converter=int)
+    synthetic_style: str = attrs.field(default="basic", validator=_one_of("basic", "hard"))
     flip: bool = attrs.field(default=True, converter=bool)
 
 

@@ -61,7 +61,9 @@ def _register() -> None:
     main.add_command(pretrain_supernet)
     main.add_command(pretrain_standalone)
     data.add_command(synth_classes)
-    pass
+    from autopanoptic_cli.ranking import check_ranking
+
+    main.add_command(check_ranking)
 
 
 _register()

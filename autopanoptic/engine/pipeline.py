@@ -91,10 +91,10 @@ def prepare_data(cfg: Config, run: RunDir, *, progress: bool = True) -> RunData:
     if d.root is None:
         root = run.root / "data"
         marker = root / "synthetic.json"
-        want = {"images": d.synthetic_images, "size": d.synthetic_size, "seed": d.synthetic_seed, "kind": d.kind}
+        want = synthetic_marker(d)
         if not (root / "panoptic.json").exists() or not marker.exists() or json.loads(marker.read_text()) != want:
             write_synthetic(root, d.synthetic_images, size=d.synthetic_size, seed=d.synthetic_seed, kind=d.kind,
-                            progress=progress)
+                            style=d.synthetic_style, progress=progress)
             atomic_write_json(marker, want)
         train = open_dataset(root, "images", "panoptic.json", "panoptic", d.kind)
     else:
@@ -110,6 +110,15 @@ def prepare_data(cfg: Config, run: RunDir, *, progress: bool = True) -> RunData:
     if world().is_main:  # under torchrun every rank computes the same splits; rank 0 writes them
         atomic_write_json(run.path("splits.json"), splits.to_json(), indent=None)
     return RunData(train=train, eval=ev, splits=splits)
+
+
+def synthetic_marker(d) -> dict[str, Any]:
+    """What identifies a generated dataset of a :class:`~autopanoptic.config.DataConfig` (stored as
+    ``data/synthetic.json``; the ``basic`` style keeps the marker of earlier releases)."""
+    want = {"images": d.synthetic_images, "size": d.synthetic_size, "seed": d.synthetic_seed, "kind": d.kind}
+    if d.synthetic_style != "basic":
+        want["style"] = d.synthetic_style
+    return want
 
 
 def _calib_images(cfg: Config) -> int:

@@ -163,6 +163,17 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
     if any(curves.values()):
         p = plot_losses(curves, plots / "losses.png")
         lines += ["## Training loss\n", f"![losses]({p.relative_to(root)})\n"]
+    ranking = _load(root / "check-ranking" / "result.json")
+    if ranking and (plots / "check_ranking.png").exists():
+        q = ranking.get("quick_truth", {})
+        lines += ["## Does the supernet rank? (`autopanoptic check-ranking`)\n",
+                  f"**{ranking['verdict']}**\n",
+                  f"{ranking['n']} architectures spread over the supernet's fitness range, each trained from scratch for "
+                  f"{q.get('steps')} steps on {q.get('train_images')} training images outside the search-validation "
+                  f"split and scored on that split ({q.get('val_images')} images). Kendall tau {ranking['tau']:.2f} "
+                  f"(95% bootstrap interval {ranking['tau_ci'][0]:.2f} to {ranking['tau_ci'][1]:.2f}), Spearman "
+                  f"{ranking['rho']:.2f}, one-sided permutation p {ranking['p_value']:.3f}.\n",
+                  "![check-ranking](plots/check_ranking.png)\n"]
     drawn = sorted(plots.glob("prediction_*.png")) if plots.is_dir() else []
     if drawn:
         lines += ["## Predictions on evaluation images\n"]

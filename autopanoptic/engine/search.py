@@ -39,7 +39,7 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["CostBudget", "SearchOutcome", "calibration_batches", "make_policy", "search_supernet"]
+__all__ = ["CostBudget", "SearchOutcome", "calibration_batches", "make_policy", "path_fitness", "search_supernet"]
 
 
 @attrs.frozen
@@ -98,6 +98,18 @@ def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, ba
     return out
 
 
+def path_fitness(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
+                 calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu") -> float:
+    """The search's fitness of one full-space ``arch``: recalibrate the BatchNorm statistics of its
+    path on ``calib`` (from :func:`calibration_batches`; none: keep them), then PQ (All, a fraction)
+    on ``dataset[val_indices]``."""
+    from autopanoptic.nn import recalibrate_bn
+
+    if calib:
+        recalibrate_bn(supernet, arch, calib)
+    return evaluate(supernet, dataset, val_indices, arch=arch, device=device).pq
+
+
 @attrs.frozen
 class SearchOutcome:
     """The result of a search, in the full space."""
@@ -129,7 +141,6 @@ def search_supernet(
 
     ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget.
     """
-    from autopanoptic.nn import recalibrate_bn
     from autopanoptic.search import PathPriority, Scoreboard, run
 
     constraint = None
@@ -146,11 +157,7 @@ def search_supernet(
     def fitness(archs: list[Arch]) -> list[float]:
         out: dict[int, float] = {}
         for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
-            full = restriction.to_full(a)
-            if calib:
-                recalibrate_bn(supernet, full, calib)
-            res = evaluate(supernet, dataset, val_indices, arch=full, device=device)
-            out[k] = res.pq
+            out[k] = path_fitness(supernet, restriction.to_full(a), dataset, val_indices, calib, device=device)
         if world.active:
             for part in distributed.all_gather_objects(out):
                 out.update(part)
