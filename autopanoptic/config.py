@@ -150,7 +150,9 @@ class ModelConfig:
 @attrs.frozen
 class TrainConfig:
     """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
-    on its own batch of ``batch_size`` images, then one SGD step."""
+    on its own batch of ``batch_size`` images, then one SGD step. With ``holdout_val`` the supernet
+    never sees the search-validation images (as SPOS kept its search images out of supernet
+    training); the retrained network still uses every training image."""
 
     steps: int = attrs.field(default=30, converter=int, validator=_positive)
     batch_size: int = attrs.field(default=2, converter=int, validator=_positive)
@@ -163,6 +165,7 @@ class TrainConfig:
     gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
     checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
+    holdout_val: bool = attrs.field(default=False, converter=bool)  # train without the search-validation images
 
 
 @attrs.frozen

@@ -175,7 +175,7 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         load_backbone_weights(model, cfg.model.backbone_weights)
     r = restriction_for(cfg, model.search_space)
     result = train(
-        model, data.train, data.splits.train, cfg.train,
+        model, data.train, supernet_pool(cfg, data.splits), cfg.train,
         archs_for_step=lambda step: fair_cycle_for_step(r.sub, cfg.train.seed, step, r.to_full),
         checkpoint_path=run.path("supernet", "checkpoint.pt"),
         losses_path=run.path("supernet", "losses.json"),
@@ -183,6 +183,15 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
     )
     return model, result
+
+
+def supernet_pool(cfg: Config, splits: Splits) -> tuple[int, ...]:
+    """The images the supernet trains on: the training split, without the search-validation images
+    when ``train.holdout_val`` is set."""
+    if not cfg.train.holdout_val:
+        return splits.train
+    val = set(splits.val)
+    return tuple(i for i in splits.train if i not in val)
 
 
 def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):

@@ -11,7 +11,8 @@ benchmark and anyone comparing a proxy with a ground truth:
   corrected), :func:`mean_reliability` (the same by one-way ANOVA, with the variance components)
   and :func:`spearman_brown`;
 - :func:`wilcoxon_signed_rank` (one-sided, exact for small samples) and :func:`bootstrap_mean_ci`
-  for paired differences such as "searched minus random".
+  for paired differences such as "searched minus random";
+- :func:`op_effects`: which op choices of each layer go with higher values (marginal means).
 
 Ties get average ranks throughout. ``randomness`` is always passed in as a seed.
 
@@ -35,6 +36,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "kendall_tau",
     "mean_reliability",
+    "op_effects",
     "permutation_p",
     "spearman_brown",
     "spearman_rho",
@@ -282,3 +284,38 @@ def wilcoxon_signed_rank(d: Sequence[float]) -> tuple[float, float]:
     var = n * (n + 1) * (2 * n + 1) / 24 - float(np.sum(counts**3 - counts)) / 48
     z = (w - mean - 0.5) / math.sqrt(var)  # continuity correction
     return w, float(0.5 * math.erfc(z / math.sqrt(2)))
+
+
+def op_effects(archs: Sequence[Sequence[int]], values: Sequence[float], n_choices: Sequence[int], *,
+               n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[list[dict[str, float]]]:
+    """Per layer and choice, the mean of ``values`` over the architectures that use that choice minus
+    the mean over all (the choice's marginal effect), with a percentile bootstrap interval
+    (architectures resampled) and the count; ``nan`` where no architecture uses the choice.
+
+    >>> eff = op_effects([(0,), (0,), (1,), (1,)], [1.0, 1.0, 3.0, 3.0], [2], n_boot=100)
+    >>> [round(e["effect"], 2) for e in eff[0]], [e["n"] for e in eff[0]]
+    ([-1.0, 1.0], [2, 2])
+    """
+    a = np.asarray(archs, dtype=np.int64)
+    v = np.asarray(values, float)
+    if a.ndim != 2 or len(a) != len(v):
+        raise ValueError("archs must be a list of equal-length architectures, one per value")
+    rng = np.random.default_rng(seed)
+    boot = rng.integers(0, len(v), (int(n_boot), len(v)))
+    out = []
+    for layer, n in enumerate(n_choices):
+        row = []
+        for c in range(int(n)):
+            use = a[:, layer] == c
+            if not use.any():
+                row.append({"effect": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0})
+                continue
+            eff = float(v[use].mean() - v.mean())
+            bu, bv = use[boot], v[boot]
+            counts = bu.sum(axis=1)
+            ok = counts > 0
+            be = (np.where(bu, bv, 0).sum(axis=1)[ok] / counts[ok]) - bv[ok].mean(axis=1)
+            lo, hi = np.quantile(be, [(1 - level) / 2, (1 + level) / 2]) if len(be) else (np.nan, np.nan)
+            row.append({"effect": eff, "lo": float(lo), "hi": float(hi), "n": int(use.sum())})
+        out.append(row)
+    return out
