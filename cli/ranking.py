@@ -34,5 +34,7 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed):
         return
     write_report(run, cfg)
     click.echo(f"{len(res.archs)} architectures; Spearman {res.rho:.2f}; one-sided permutation p {res.p_value:.3f}")
+    base = ", ".join(f"{name} alone {tau:.2f}" for name, tau in res.baselines)
+    click.echo(f"training-free baselines against the same truth: {base}" if base else "")
     click.echo(res.verdict)
     click.echo(f"details: {run.root / 'check-ranking' / 'result.json'}")

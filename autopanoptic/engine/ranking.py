@@ -83,10 +83,11 @@ class RankingResult:
     rho: float
     p_value: float  # one-sided: tau at least this large by chance
     verdict: str
+    baselines: tuple[tuple[str, float], ...] = ()  # (name, tau against the same quick truth)
 
     def to_json(self) -> dict[str, Any]:
         return {"n": len(self.archs), "tau": self.tau, "tau_ci": list(self.tau_ci), "rho": self.rho,
-                "p_value": self.p_value, "verdict": self.verdict,
+                "p_value": self.p_value, "verdict": self.verdict, "baselines": dict(self.baselines),
                 "architectures": [{"arch": list(a), "fitness": f, "truth_pq": t}
                                   for a, f, t in zip(self.archs, self.fitness, self.truth)]}
 
@@ -128,8 +129,10 @@ def verdict(tau: float, lo: float, hi: float) -> str:
 
 
 def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequence[float],
-           settings: RankingCheck = RankingCheck()) -> RankingResult:
-    """The statistics and the verdict of a check, from each architecture's fitness and quick truth.
+           settings: RankingCheck = RankingCheck(),
+           baselines: dict[str, Sequence[float]] | None = None) -> RankingResult:
+    """The statistics and the verdict of a check, from each architecture's fitness and quick truth;
+    ``baselines`` (e.g. parameters, MACs per architecture) get their own tau against the same truth.
 
     >>> r = assess([(0,), (1,), (2,), (3,), (4,), (5,)], [1, 2, 3, 4, 5, 6], [10, 20, 30, 40, 50, 60])
     >>> r.verdict.startswith("the supernet ranks"), r.tau
@@ -143,6 +146,7 @@ def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequ
     return RankingResult(
         archs=tuple(tuple(int(c) for c in a) for a in archs), fitness=tuple(fit), truth=tuple(tru), tau=tau,
         tau_ci=(lo, hi), rho=stats.spearman_rho(fit, tru), p_value=p, verdict=verdict(tau, lo, hi),
+        baselines=tuple((k, stats.kendall_tau([float(x) for x in v], tru)) for k, v in (baselines or {}).items()),
     )
 
 
@@ -231,8 +235,11 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     for part in (distributed.all_gather_objects(mine) if world.active else []):
         mine.update(part)
     fitness = [mine[i] for i in range(len(pool))]
-    del supernet
     picked = pick_spread(fitness, settings.archs)
+    from autopanoptic.nn import count
+
+    costs = [count(supernet, pool[i], cfg.search.cost_image_size) for i in picked]
+    del supernet
 
     # 3: quick truth, resumable; one architecture per rank at a time
     if world.is_main:
@@ -285,7 +292,8 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
         if e["arch"] != list(pool[picked[j]]):
             raise CheckpointError(f"{journal}: entry {j} is for another architecture; delete the folder to start over")
     result = assess([tuple(e["arch"]) for e in entries], [e["fitness"] for e in entries],
-                    [e["score"]["pq"] for e in entries], settings)
+                    [e["score"]["pq"] for e in entries], settings,
+                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs]})
     if world.is_main:
         atomic_write_json(folder / "result.json", {**result.to_json(), "settings": attrs.asdict(settings),
                                                    "quick_truth": {"steps": settings.steps,

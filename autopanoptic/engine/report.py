@@ -172,7 +172,9 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
                   f"{q.get('steps')} steps on {q.get('train_images')} training images outside the search-validation "
                   f"split and scored on that split ({q.get('val_images')} images). Kendall tau {ranking['tau']:.2f} "
                   f"(95% bootstrap interval {ranking['tau_ci'][0]:.2f} to {ranking['tau_ci'][1]:.2f}), Spearman "
-                  f"{ranking['rho']:.2f}, one-sided permutation p {ranking['p_value']:.3f}.\n",
+                  f"{ranking['rho']:.2f}, one-sided permutation p {ranking['p_value']:.3f}. Training-free "
+                  "baselines against the same truth (a supernet worth searching should beat them): "
+                  + (", ".join(f"{k} tau {v:.2f}" for k, v in ranking.get("baselines", {}).items()) or "-") + ".\n",
                   "![check-ranking](plots/check_ranking.png)\n"]
     drawn = sorted(plots.glob("prediction_*.png")) if plots.is_dir() else []
     if drawn:

@@ -116,8 +116,9 @@ def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: 
               batch_size: int = 4) -> float:
     """The supernet's mean training loss (all loss terms, weighted as in training) of the path
     ``arch`` on ``dataset[val_indices]``, with its BatchNorm statistics recalibrated on ``calib``
-    and frozen (no flips, no gradient): a lower-noise alternative to PQ as a fitness (lower is
-    better)."""
+    and frozen (no flips, no gradient, the heads' anchor / proposal sampling seeded the same way for
+    every path, the caller's random state untouched): a lower-noise alternative to PQ as a fitness
+    (lower is better). Sampling happens per batch, so ``batch_size`` changes the value slightly."""
     from autopanoptic.nn import recalibrate_bn
 
     if calib:
@@ -129,8 +130,10 @@ def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: 
             m.eval()
     total, n = 0.0, 0
     idx = [int(i) for i in val_indices]
-    try:
-        with torch.no_grad():
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    try:  # the RPN / RoI heads sample anchors and proposals: the same samples for every path
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 images, targets = load_batch(dataset, chunk, device=device)

@@ -39,6 +39,8 @@ def test_assess_gives_each_verdict_only_when_the_data_say_so():
     assert abs(assess(_archs(12), shuffled, truth).tau) < 0.4
     noise = assess(_archs(12), shuffled, truth)
     assert noise.verdict.startswith("not distinguishable from random") and noise.tau_ci[0] <= 0 <= noise.tau_ci[1]
+    with_base = assess(_archs(12), shuffled, truth, baselines={"parameters": truth})
+    assert dict(with_base.baselines)["parameters"] == pytest.approx(1.0)
     bad = assess(_archs(12), [-t for t in truth], truth)
     assert "wrong way round" in bad.verdict and bad.p_value > 0.9
     flat = assess(_archs(6), [0.1] * 6, [0.0] * 6)
@@ -75,7 +77,7 @@ def test_check_ranking_end_to_end_resumes_and_refuses_other_settings(tmp_path):
     assert cli("train-supernet", *common).exit_code == 0
     res = cli("check-ranking", *common, *CHECK)
     assert res.exit_code == 0, res.output
-    assert "tau" in res.output.splitlines()[-2]
+    assert "tau" in res.output.splitlines()[-2] and "parameters alone" in res.output
     folder = out / "check-ranking"
     lines = (folder / "journal.jsonl").read_text().splitlines()
     assert len(lines) == 5 and json.loads(lines[0])["kind"] == "check-ranking"
