@@ -67,3 +67,7 @@ def _register() -> None:
 
 
 _register()
+
+
+if __name__ == "__main__":  # python -m autopanoptic_cli.main (e.g. under torchrun -m)
+    main()

@@ -101,3 +101,34 @@ def test_check_ranking_end_to_end_resumes_and_refuses_other_settings(tmp_path):
     res = CliRunner().invoke(main, ["check-ranking", *common, "--archs", "4", "--steps", "3", "--pool", "5"])
     assert res.exit_code == 2 and "other settings" in res.output and "Traceback" not in res.output
     assert (folder / "journal.jsonl").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_check_ranking_under_torchrun_equals_one_process(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    single = tmp_path / "single"
+    common = ["--device", "cpu", "--no-progress", *TINY]
+    assert cli("train-supernet", "--out", str(single), *common).exit_code == 0
+    dist = tmp_path / "dist"
+    shutil.copytree(single, dist)
+    assert cli("check-ranking", "--out", str(single), *common, *CHECK).exit_code == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "autopanoptic_cli.main", "check-ranking", "--out", str(dist), *common, *CHECK]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("details: ") == 1  # rank 0 alone prints
+
+    def entries(run: Path):
+        lines = (run / "check-ranking" / "journal.jsonl").read_text().splitlines()[1:]
+        out = sorted((json.loads(x) for x in lines), key=lambda e: e["i"])
+        for e in out:
+            e["score"].pop("seconds")
+        return out
+
+    a, b = entries(single), entries(dist)
+    assert len(a) == 4 and a == b  # same architectures, fitness, PQ and final loss, to the bit
+    assert all(e["score"]["loss"] > 0 for e in a)
