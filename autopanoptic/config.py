@@ -11,7 +11,7 @@ and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` 
 >>> load_config("tiny", overrides=["train.lrr=0.01"])
 Traceback (most recent call last):
 ...
-autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
+autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, holdout_val, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
 """
 
 from __future__ import annotations
@@ -212,11 +212,15 @@ class RetrainConfig:
 
 @attrs.frozen
 class EvalConfig:
-    """Evaluation of the retrained network on the evaluation split."""
+    """Evaluation of the retrained network on the evaluation split. ``ground_truth``: a ground-truth
+    table (:mod:`autopanoptic.engine.truth`) the report compares the retrained PQ with, when the run's
+    data and retraining match it; ``auto`` = the table of the model preset shipped in the source tree
+    (``benchmarks/ground_truth/<preset>.json``) if there is one; ``null`` = none."""
 
     export: bool = attrs.field(default=True, converter=bool)
     draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
     batch_size: int = attrs.field(default=4, converter=int, validator=_positive)  # images per forward pass
+    ground_truth: str | None = attrs.field(default="auto", converter=_opt_str)
 
 
 @attrs.frozen

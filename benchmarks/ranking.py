@@ -114,7 +114,8 @@ def measure(args) -> dict:
     each("naswot", naswot)
     # supernets first (cheap per architecture); the low-fidelity trainings last
     for steps in args.supernet_steps:
-        for holdout in ((False, True) if steps == 300 else (True,)):
+        first = steps == args.supernet_steps[0]
+        for holdout in ((False, True) if first else (True,)):
             name = ("holdout" if holdout else "demo") + ("" if steps == 300 else f"-{steps}")
             cfg = supernet_config(args.work, steps, holdout)
             with RunDir(args.work / "supernets" / name) as run:
@@ -134,11 +135,42 @@ def measure(args) -> dict:
             for k, a in pool.items():
                 archs.setdefault(k, a)
             each(f"{name}:pool-pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib), list(pool))
-            del sup
+            if first:  # more validation images: 300 generated images no training ever saw
+                extra, extra_idx = extra_val(args.work)
+                each(f"{name}:pq-val300", lambda i, a: path_fitness(sup, a, extra, extra_idx, calib))
+            if first and holdout and args.fewshot_steps:
+                from autopanoptic.engine.fewshot import most_influential_layer, train_children
+
+                pool_fit = [cache.get(f"{name}:pool-pq", k) for k in pool]
+                layer = most_influential_layer(r.sub.n_choices, [r.to_sub(a) for a in pool.values()], pool_fit)
+                fs = f"{name}+fewshot{args.fewshot_steps}"
+                t = time.perf_counter()
+                children = train_children(sup, r, layer, ds, pipeline.supernet_pool(cfg, splits), cfg.train,
+                                          steps=args.fewshot_steps, checkpoint_dir=args.work / "supernets" / fs)
+                cache.data.setdefault("_train_seconds", {}).setdefault(fs, time.perf_counter() - t)
+                cache.data.setdefault("_fewshot_layer", {})[fs] = sup.search_space.layers[layer].name
+                each(f"{fs}:pq", lambda i, a: path_fitness(children[a[layer]], a, ds, splits.val, calib))
+                children = None
+            sup = None  # free the supernet before the next one
     short = attrs.evolve(TRUTH_RECIPE, steps=args.short_steps)
     each(f"scratch-{args.short_steps}", lambda i, a: train_and_score(
         PRESET, a, ds, splits.train, ds, splits.eval, short, seed=0).pq, [i for i in table_idx if gt.runs[i]])
     return cache.data
+
+
+def extra_val(work: Path):
+    """300 more images of the table's generator (indices 600-899: never in any split of the table)."""
+    from autopanoptic.data import write_synthetic
+    from autopanoptic.engine.datasets import open_dataset
+    from autopanoptic.engine.pipeline import synthetic_marker
+
+    d = attrs.evolve(TRUTH_DATA, synthetic_images=900)
+    root = work / "data-900"
+    marker = root / "synthetic.json"
+    if not marker.exists() or json.loads(marker.read_text()) != synthetic_marker(d):
+        write_synthetic(root, 900, size=d.synthetic_size, seed=d.synthetic_seed, kind=d.kind, style=d.synthetic_style)
+        atomic_write_json(marker, synthetic_marker(d))
+    return open_dataset(root, "images", "panoptic.json", "panoptic", d.kind), list(range(600, 900))
 
 
 def per_op_scores(space_n_choices, pool_archs, pool_fit):
@@ -194,13 +226,23 @@ def report(args, data: dict) -> str:
     add("naswot", "NASWOT (untrained network, 8 images)", data.get("naswot", {}), cost("naswot"))
     for key in sorted(k for k in data if k.startswith("scratch-")):
         add(key, f"trained from scratch for {key.split('-')[1]} steps (1 seed)", data[key], cost(key))
-    for name in [k[:-3] for k in data if k.endswith(":pq") and not k.endswith("pool-pq")]:
+    for name in [k[:-3] for k in data if k.endswith(":pq") and not k.endswith("pool-pq") and "fewshot" not in k]:
         train_s = data.get("_train_seconds", {}).get(name)
         tcost = f"supernet {train_s / 60:.0f} min" if train_s else "supernet"
         add(f"{name}:pq", f"supernet `{name}`: search fitness (PQ, 100 val images)", data[f"{name}:pq"],
             f"{tcost} + {cost(name + ':pq')}")
         add(f"{name}:loss", f"supernet `{name}`: validation loss (lower is better)", data.get(f"{name}:loss", {}),
             cost(name + ":loss"))
+        pq_, loss_ = data[f"{name}:pq"], data.get(f"{name}:loss", {})
+        both = [k for k in pq_ if k in loss_]
+        if both:
+            rp = stats.average_ranks([pq_[k] for k in both])
+            rl = stats.average_ranks([loss_[k] for k in both])
+            add(f"{name}:pq+loss", f"supernet `{name}`: PQ rank + loss rank", {k: float(a + b) for k, a, b in
+                                                                                 zip(both, rp, rl)}, "-")
+        if data.get(f"{name}:pq-val300"):
+            add(f"{name}:pq-val300", f"supernet `{name}`: search fitness on 300 more images", data[f"{name}:pq-val300"],
+                cost(name + ":pq-val300"))
         pool = data.get(f"{name}:pool-pq", {})
         if len(pool) >= 8:
             from autopanoptic.engine.restrict import OpRestriction
@@ -213,6 +255,11 @@ def report(args, data: dict) -> str:
             vals = {str(i): float(sum(scores[l][c] for l, c in enumerate(gt.archs[i]))) for i in idx}
             add(f"{name}:per-op", f"supernet `{name}`: per-op rank scoring over {len(pool)} random paths", vals,
                 f"{len(pool)} fitness evaluations")
+    for fs in [k[:-3] for k in data if k.endswith(":pq") and "fewshot" in k]:
+        train_s = data.get("_train_seconds", {}).get(fs)
+        layer = data.get("_fewshot_layer", {}).get(fs, "?")
+        add(f"{fs}:pq", f"few-shot `{fs}`: children split on `{layer}`, search fitness", data[f"{fs}:pq"],
+            f"children {train_s / 60:.0f} min + {cost(fs + ':pq')}" if train_s else cost(fs + ":pq"))
     L = ["# Estimators against the ground truth", "",
          "Kendall's tau and Spearman's rho between each estimator and the ground-truth mean PQ "
          "([ground-truth.md](ground-truth.md)) of the architectures that have all their seeds, with 95% bootstrap "
@@ -243,6 +290,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=96, help="random paths for per-op rank scoring")
     ap.add_argument("--pool-offset", type=int, default=100000, help="cache keys of the pool paths")
     ap.add_argument("--short-steps", type=int, default=150)
+    ap.add_argument("--fewshot-steps", type=int, default=100, help="steps of each few-shot child (0: none)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "ranking.md")
     args = ap.parse_args()

@@ -4,12 +4,13 @@ Things are four shape kinds, each with its own colour family and texture, that o
 other; stuff is two or three textured regions covering the background; some segments get void
 borders, some images a crowd region.
 
-The ``hard`` style (``style="hard"``) makes the architecture matter: seven shape kinds (adding a
-thin ``bar``, a ``cross`` of thin arms and an elongated ``ellipse``) whose colour and texture are
-drawn independently of the class, so only the *shape* tells the class (a receptive field that
-covers the object is needed); object sizes spread over a factor of six (radius 5% to 30% of the
-image side, log-uniform); up to eight objects; and unannotated clutter (small irregular textured
-blobs in the colours of things) painted on the stuff regions, which must not be taken for things. Category ids have gaps (like COCO) or, in the ``ade20k``
+The ``hard`` style (``style="hard"``) makes the architecture matter: seven shape kinds, where the
+three new ones take the colour family and texture of an old one -- an elongated ``ellipse`` looks
+like a ``circle``, a ``cross`` of thin arms like a ``square``, a thin ``bar`` like a ``triangle`` --
+so within each pair only the *shape* tells the class (a receptive field that covers the object is
+needed); object sizes spread over a factor of six (radius 5% to 30% of the image side,
+log-uniform); up to eight objects; and unannotated clutter (small irregular blobs of random colour
+and texture) painted on the stuff regions, which must not be taken for things. Category ids have gaps (like COCO) or, in the ``ade20k``
 flavour, start at 0 (a real class), with string image ids and no crowd. Image ``i`` depends only
 on ``(seed, i)``: a dataset of 10 images is the prefix of one of 1000.
 
@@ -76,6 +77,7 @@ STYLES: tuple[str, ...] = ("basic", "hard")
 """Synthetic dataset styles: ``basic`` (colour and texture give the class away) and ``hard``."""
 _PATTERNS = ("dots", "checker", "stripes", "plain")
 _PATTERN_OF = {"circle": "dots", "square": "checker", "triangle": "stripes", "ring": "plain"}
+_TWIN_OF = {"ellipse": "circle", "cross": "square", "bar": "triangle"}  # hard style: same colour and texture
 
 
 def _check_kind(kind: str) -> None:
@@ -243,6 +245,10 @@ def render_image(
 
     def texture(name: str) -> np.ndarray:
         if not hard:
+            return _thing_texture(name, rng, yy, xx, size)
+        if name in _TWIN_OF:  # the hard style's new shapes look like their twin: only the shape differs
+            return _thing_texture(_TWIN_OF[name], rng, yy, xx, size)
+        if name:
             return _thing_texture(name, rng, yy, xx, size)
         return _pattern_texture(_PATTERNS[int(rng.integers(len(_PATTERNS)))], rng.random(), rng, yy, xx, size)
 

@@ -132,6 +132,10 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
                       "branch; see docs/metrics.md):\n", "```",
                       format_metrics_table({"bbox": metrics.get("box_ap"), "segm": metrics.get("mask_ap")}
                                            if metrics.get("box_ap") else None, metrics.get("semantic")), "```"]
+        if cfg is not None and metrics.get("All"):
+            from autopanoptic.engine.truth import comparison
+
+            lines += ["\n### Against the ground truth of the space\n", *comparison(cfg, metrics["All"]["pq"])]
         if metrics.get("timings"):
             lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
         lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]

@@ -29,7 +29,7 @@ import numpy as np
 from autopanoptic.errors import DataError
 from autopanoptic.search import stats
 
-__all__ = ["GroundTruth", "Reliability"]
+__all__ = ["GroundTruth", "Reliability", "comparison", "table_for"]
 
 FORMAT = 1
 # settings that do not change what a retraining reaches
@@ -164,3 +164,46 @@ def spread_table(values: Sequence[float]) -> dict[str, float]:
     return {"min": float(q[0]), "q1": float(q[1]), "median": float(q[2]), "q3": float(q[3]), "max": float(q[4]),
             "mean": float(v.mean()) if len(v) else float("nan"),
             "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")}
+
+
+def table_for(cfg: Any) -> Path | None:
+    """The ground-truth table a run's report compares with (``eval.ground_truth``; ``auto``: the
+    source tree's ``benchmarks/ground_truth/<preset>.json`` if it exists)."""
+    want = cfg.eval.ground_truth
+    if want is None:
+        return None
+    if want != "auto":
+        return Path(want).expanduser()
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ground_truth" / f"{cfg.model.preset}.json"
+    return path if path.exists() else None
+
+
+def comparison(cfg: Any, pq: float) -> list[str]:
+    """Report lines: where a run's retrained PQ falls in the ground truth, or why that does not apply."""
+    path = table_for(cfg)
+    if path is None:
+        return ["No ground-truth table for this configuration (`eval.ground_truth`); no comparison."]
+    try:
+        gt = GroundTruth.load(path)
+    except DataError as e:
+        return [f"The ground-truth table could not be read: {e}"]
+    why = gt.mismatch(cfg)
+    if why is not None:
+        return [f"The comparison with the ground truth (`{path.name}`) does not apply: {why}. It applies to a run "
+                "with the table's data, preset, sampling space and retraining recipe (from scratch); see "
+                "docs/benchmarks/ground-truth.md."]
+    single = [float(r["pq"]) for rs in gt.runs for r in rs]
+    _, means = gt.means(min_seeds=max((len(r) for r in gt.runs), default=1))
+    if not single:
+        return [f"The ground-truth table `{path.name}` holds no finished run yet."]
+    below = float(np.mean([x < pq for x in single]) + 0.5 * np.mean([x == pq for x in single]))
+    lines = [f"The retrained network reaches PQ {100 * pq:.1f}. Against the ground truth of random architectures "
+             f"of this space trained with the same data and recipe (`{path.name}`): it beats "
+             f"{100 * below:.0f}% of the table's {len(single)} single trainings (median "
+             f"{100 * float(np.median(single)):.1f}, best {100 * max(single):.1f})"]
+    if len(means):
+        lines[0] += (f", and {100 * gt.percentile(pq, min_seeds=max(len(r) for r in gt.runs)):.0f}% of its "
+                     f"{len(means)} architecture means (median {100 * float(np.median(means)):.1f}).")
+    else:
+        lines[0] += "."
+    return lines

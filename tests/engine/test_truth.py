@@ -110,3 +110,34 @@ def test_path_loss_and_naswot_measure_the_path_they_are_given():
     assert naswot_score(net, [imgs[0]] * 4) == float("-inf")  # identical images cannot be told apart
     with pytest.raises(ValueError):
         naswot_score(net, imgs[:1])
+
+
+def test_the_report_compares_with_the_ground_truth_only_when_the_settings_match(tmp_path):
+    from attrs import evolve
+
+    from autopanoptic.engine.report import write_report
+    from autopanoptic.engine.runs import RunDir
+
+    cfg = load_config("tiny", ["retrain.init_from_supernet=false", "retrain.steps=50"])
+    d = config_to_dict(cfg)
+    t = table([[0.30, 0.32], [0.40, 0.42], [0.50, 0.52]])
+    t["data"], t["recipe"], t["exclude_ops"] = d["data"], d["retrain"], list(cfg.model.exclude_ops)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(t))
+    run_dir = tmp_path / "run"
+    (run_dir / "eval").mkdir(parents=True)
+    g = {"pq": 0.45, "sq": 0.7, "rq": 0.6, "n": 9}
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(
+        {"All": g, "Things": g, "Stuff": g, "per_class": {}, "n_images": 4, "retrain_steps": 50}))
+
+    def report(c) -> str:
+        with RunDir(run_dir) as run:
+            return write_report(run, c).read_text()
+
+    text = report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=str(path))))
+    assert "beats 67% of the table's 6 single trainings" in text and "67% of its 3 architecture means" in text
+    other = evolve(cfg, retrain=evolve(cfg.retrain, steps=60), eval=evolve(cfg.eval, ground_truth=str(path)))
+    text = report(other)
+    assert "does not apply: retrain.steps is 60 in the run, 50 in the table" in text and "beats" not in text
+    assert "no comparison" in report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=None)))
+    assert "Against the ground truth" not in report(None)  # no config, no claim
