@@ -170,9 +170,12 @@ class TrainConfig:
 
 @attrs.frozen
 class SearchConfig:
-    """Architecture search on the trained supernet."""
+    """Architecture search on the trained supernet. ``fitness``: ``pq`` (PQ on the search-validation
+    split, the paper's) or ``loss`` (minus the supernet's mean loss on it; lower noise, see
+    docs/benchmarks/ranking.md)."""
 
     policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
+    fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss"))
     cycles: int = attrs.field(default=2, converter=int, validator=_positive)
     per_cycle: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
     population: int = attrs.field(default=50, converter=int, validator=_positive)

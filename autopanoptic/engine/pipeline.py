@@ -246,7 +246,9 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     r = restriction_for(cfg, model.search_space)
     outcome = search_supernet(
         model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
-        journal=run.path("search", "journal.jsonl"), candidates_json=run.path("search", "candidates.json"),
+        # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
+        journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
+        candidates_json=run.path("search", "candidates.json"),
         count=_cost_counter(cfg, model), progress=progress,
     )
     board = outcome.scoreboard

@@ -1,7 +1,8 @@
 """Architecture search on a trained supernet: binds a policy of :mod:`autopanoptic.search` to it.
 
 The fitness of a candidate is its PQ (All, as a fraction) on the *search validation split*, carved
-out of the training data (never the evaluation split). Before each candidate is scored, the BatchNorm
+out of the training data (never the evaluation split); with ``search.fitness: loss`` it is minus the
+supernet's mean loss on that split (:func:`path_loss`). Before each candidate is scored, the BatchNorm
 statistics of its path are recalibrated on a fixed calibration subset of the training data
 (:func:`autopanoptic.nn.recalibrate_bn`). Every evaluation is journaled by the search core's
 :func:`autopanoptic.search.run`, so an interrupted search resumes where it stopped.
@@ -192,7 +193,11 @@ def search_supernet(
     def fitness(archs: list[Arch]) -> list[float]:
         out: dict[int, float] = {}
         for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
-            out[k] = path_fitness(supernet, restriction.to_full(a), dataset, val_indices, calib, device=device)
+            full = restriction.to_full(a)
+            if cfg.fitness == "loss":
+                out[k] = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
+            else:
+                out[k] = path_fitness(supernet, full, dataset, val_indices, calib, device=device)
         if world.active:
             for part in distributed.all_gather_objects(out):
                 out.update(part)

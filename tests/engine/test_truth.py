@@ -141,3 +141,27 @@ def test_the_report_compares_with_the_ground_truth_only_when_the_settings_match(
     assert "does not apply: retrain.steps is 60 in the run, 50 in the table" in text and "beats" not in text
     assert "no comparison" in report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=None)))
     assert "Against the ground truth" not in report(None)  # no config, no claim
+
+
+@pytest.mark.slow
+def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_path):
+    from click.testing import CliRunner
+
+    from autopanoptic_cli.main import main
+
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress",
+              "--set", "data.synthetic_images=12", "--set", "data.synthetic_size=40", "--set", "data.val_fraction=0.3",
+              "--set", "train.steps=2", "--set", "train.batch_size=1", "--set", "search.policy=random",
+              "--set", "search.evaluations=3", "--set", "search.calib_batches=1", "--set", "search.calib_batch_size=2",
+              "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]"]
+    run = lambda *a: CliRunner().invoke(main, [*a], catch_exceptions=False)  # noqa: E731
+    assert run("train-supernet", *common).exit_code == 0
+    assert run("search", *common, "--set", "search.fitness=loss").exit_code == 0
+    assert (out / "search" / "journal-loss.jsonl").is_file() and not (out / "search" / "journal.jsonl").exists()
+    cands = json.loads((out / "search" / "candidates.json").read_text())
+    assert all(c["fitness"] < 0 for c in cands)  # minus a loss
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["fitness"] == max(c["fitness"] for c in cands)  # the lowest loss is chosen
+    assert run("search", *common).exit_code == 0  # the PQ search has its own journal
+    assert (out / "search" / "journal.jsonl").is_file()
