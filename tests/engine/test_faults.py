@@ -20,6 +20,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from autopanoptic.engine.checkpoint import load_checkpoint
 from autopanoptic_cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -86,7 +87,7 @@ def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least:
 
 
 def _weights(path: Path) -> dict:
-    return torch.load(path, weights_only=False)
+    return load_checkpoint(path)
 
 
 def _assert_same_checkpoint(a: Path, b: Path) -> None:
@@ -162,7 +163,7 @@ def test_nan_loss_stops_training_with_a_clear_message_and_a_usable_checkpoint(tm
     res = stage("train-supernet", out, "--set", "train.lr=1e12", "--set", "train.warmup_steps=0")
     assert res.exit_code == 2, res.output
     assert "lower the learning rate" in res.output and res.output.count("\n") <= 2
-    state = torch.load(out / "supernet" / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(out / "supernet" / "checkpoint.pt")
     assert 0 < state["step"] < 6
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not (out / ".lock").exists()
@@ -188,7 +189,6 @@ def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, t
 def test_out_of_memory_stops_training_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     import importlib.util
 
-    from autopanoptic.engine.checkpoint import load_checkpoint
     from autopanoptic.engine.train import TrainingError, train
 
     spec = importlib.util.spec_from_file_location("dist_worker", Path(__file__).with_name("dist_worker.py"))
@@ -228,7 +228,7 @@ def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_re
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.count("supernet: 6 steps") == 2  # both ranks trained
-    state = torch.load(out / "supernet" / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(out / "supernet" / "checkpoint.pt")
     assert state["step"] == 6 and len(json.loads((out / "supernet" / "losses.json").read_text())) == 6
     assert not (out / ".lock").exists()
     assert not [p for p in out.rglob("*.tmp")]  # no half-written file of a second writer
@@ -247,13 +247,13 @@ def test_retrain_under_torchrun_resumes_a_killed_single_process_and_writes_one_c
     shutil.rmtree(work / "retrain")
     two_images = ("--set", "retrain.batch_size=2")  # the global batch: one image per rank
     kill_part_way("retrain", work, work / "retrain" / "losses.json", "losses", 2, extra=two_images)
-    done = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)["step"]
+    done = load_checkpoint(work / "retrain" / "checkpoint.pt")["step"]
     assert 2 <= done < 6
     cmd = [*TORCHRUN, "retrain", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS, *two_images]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert res.stdout.count(f"retrain: 6 steps (resumed from {done})") == 2, res.stdout  # both ranks went on
-    state = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(work / "retrain" / "checkpoint.pt")
     assert state["step"] == 6 and len(state["losses"]) == 6
     assert not (work / ".lock").exists()
     assert not [p for p in work.rglob("*.tmp")]  # no half-written file of a second writer
