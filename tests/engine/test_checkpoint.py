@@ -37,10 +37,11 @@ def _train(folder, stop_after=None, init_seed=0):
 def write_legacy(state: dict, path) -> None:
     """``state`` as the previous release wrote it: a bare ``torch.save`` zip, numpy's state as an array."""
     old = dict(state, format=LEGACY_FORMAT)
-    if "rng" in old:
-        n = old["rng"]["numpy"]
-        old["rng"] = {**old["rng"], "numpy": (n["bit_generator"], np.array(n["key"], dtype=np.uint32), n["pos"],
-                                              n["has_gauss"], n["gauss"])}
+    if "rng" in old:  # one process's generators (not one per rank), numpy's key as an array
+        rng = old["rng"][0]
+        n = rng["numpy"]
+        old["rng"] = {**rng, "numpy": (n["bit_generator"], np.array(n["key"], dtype=np.uint32), n["pos"],
+                                       n["has_gauss"], n["gauss"])}
     torch.save(old, path)
 
 
