@@ -87,10 +87,11 @@ def _payload(path: Path, blob: bytes) -> tuple[bytes, bool]:
     """The torch.save payload of ``blob`` and whether it is of the legacy (unchecksummed) format."""
     if blob.startswith(_ZIP):
         return blob, True
-    if not blob.startswith(_MAGIC[: min(len(blob), len(_MAGIC))]) or len(blob) < len(_MAGIC):
-        if not blob:
-            raise _corrupt(path, "empty file")
-        raise CheckpointError(f"{path}: not an autopanoptic checkpoint (no '{FORMAT}' header)")
+    if not blob:
+        raise _corrupt(path, "empty file")
+    if not blob.startswith(_MAGIC):
+        raise CheckpointError(f"{path}: not an autopanoptic checkpoint, or its header is damaged (no "
+                              f"'{_MAGIC.decode().strip()}' line); use a checkpoint autopanoptic wrote")
     m = _HEADER.match(blob)
     if m is None:
         raise _corrupt(path, "damaged or incomplete header line")
@@ -105,11 +106,13 @@ def _payload(path: Path, blob: bytes) -> tuple[bytes, bool]:
 
 
 def _legacy_globals() -> list[Any]:
-    # numpy arrays (the numpy random state of format-1 checkpoints), under numpy 2's and 1's names.
-    from numpy._core.multiarray import _reconstruct
-
-    return [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
-            type(np.dtype(np.uint32))]
+    """numpy arrays (the numpy random state of format-1 checkpoints), under numpy 2's and 1's names."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+    return [(_reconstruct, "numpy._core.multiarray._reconstruct"), (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 _REFUSED = re.compile(r"(?:Unsupported global|Unsupported operand|unsupported)[^:]*:\s*(?:GLOBAL\s+)?([\w.<>]+)?")
