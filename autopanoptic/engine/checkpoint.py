@@ -115,7 +115,7 @@ def _legacy_globals() -> list[Any]:
             np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-_REFUSED = re.compile(r"(?:Unsupported global|Unsupported operand|unsupported)[^:]*:\s*(?:GLOBAL\s+)?([\w.<>]+)?")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -137,14 +137,18 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     except Exception as e:  # noqa: BLE001 -- a damaged pickle can raise almost anything (EOFError,
         # UnpicklingError, BadZipFile, RuntimeError...): all mean corrupt, unless the unpickler refused a type
         text = str(e).strip()
-        if "Weights only load failed" in text:
-            what = _REFUSED.search(text)
-            name = what.group(1) if what and what.group(1) else "a Python object"
-            raise CheckpointError(
-                f"{path}: refused: unpickling it would import or call {name} (only tensors and plain values are "
-                "loaded, no code from a file runs); autopanoptic did not write it like this: do not use it"
-            ) from None
-        raise _corrupt(path, text.splitlines()[0] if text else type(e).__name__) from None
+        detail = text.splitlines()[0] if text else type(e).__name__
+        if "Weights only load failed" in text:  # the restricted unpickler refused something
+            said = text.split("WeightsUnpickler error:", 1)[-1].strip()
+            detail = said.splitlines()[0] if said else detail
+            name = _GLOBAL.search(text)
+            if name or not legacy:  # an import, or anything odd behind a valid checksum: a crafted file
+                what = f"would import or call {name.group(1)}" if name else f"needs more than plain values ({detail})"
+                raise CheckpointError(
+                    f"{path}: refused: unpickling it {what} (only tensors and plain values are loaded, no code from "
+                    "a file runs); autopanoptic did not write it like this: do not use it"
+                ) from None
+        raise _corrupt(path, detail) from None
     wanted = LEGACY_FORMAT if legacy else FORMAT
     if not isinstance(state, dict) or state.get("format") != wanted:
         raise CheckpointError(f"{path}: not an autopanoptic checkpoint (no '{wanted}' marker)")
