@@ -8,7 +8,9 @@ A checkpoint file is one header line followed by a ``torch.save`` payload::
 :func:`save_checkpoint` serialises the state to memory and writes header + payload with
 :func:`autopanoptic.io.atomic_write_bytes`, so a crash while saving leaves the previous checkpoint
 intact. :func:`load_checkpoint` checks the length and the SHA-256 of the payload before anything is
-unpickled (any changed, missing or added byte is reported as damage), then unpickles it with
+unpickled (any changed, missing or added byte is reported as damage; the file is hashed in pieces and
+the payload read straight from it, so loading needs no second copy of the file in memory), then
+unpickles it with
 ``torch.load(..., weights_only=True)``: only tensors and plain values (dicts, lists, tuples, numbers,
 strings) can come out of a file; a pickle that would import or call anything else is refused.
 Every failure is a :class:`~autopanoptic.errors.CheckpointError` with one clear line; the file is
@@ -83,26 +85,57 @@ def _corrupt(path: Path, detail: str) -> CheckpointError:
     )
 
 
-def _payload(path: Path, blob: bytes) -> tuple[bytes, bool]:
-    """The torch.save payload of ``blob`` and whether it is of the legacy (unchecksummed) format."""
-    if blob.startswith(_ZIP):
-        return blob, True
-    if not blob:
+def _payload_start(path: Path, f: Any) -> tuple[int, bool]:
+    """Where the torch.save payload of the open file ``f`` starts (its checksum verified), and whether
+    the file is of the legacy (unchecksummed) format."""
+    head = f.read(len(_MAGIC) + 120)  # the header line is about 110 bytes
+    if head.startswith(_ZIP):
+        return 0, True
+    if not head:
         raise _corrupt(path, "empty file")
-    if not blob.startswith(_MAGIC):
+    if not head.startswith(_MAGIC):
         raise CheckpointError(f"{path}: not an autopanoptic checkpoint, or its header is damaged (no "
                               f"'{_MAGIC.decode().strip()}' line); use a checkpoint autopanoptic wrote")
-    m = _HEADER.match(blob)
+    m = _HEADER.match(head)
     if m is None:
         raise _corrupt(path, "damaged or incomplete header line")
-    payload, want = blob[m.end():], int(m.group(2))
-    if len(payload) < want:
-        raise _corrupt(path, f"{len(payload)} of {want} payload bytes")
-    if len(payload) > want:
-        raise _corrupt(path, f"{len(payload) - want} bytes more than the header says")
-    if hashlib.sha256(payload).hexdigest().encode() != m.group(1):
+    size, want = os.fstat(f.fileno()).st_size - m.end(), int(m.group(2))
+    if size < want:
+        raise _corrupt(path, f"{size} of {want} payload bytes")
+    if size > want:
+        raise _corrupt(path, f"{size - want} bytes more than the header says")
+    digest = hashlib.sha256()
+    f.seek(m.end())
+    while chunk := f.read(1 << 22):
+        digest.update(chunk)
+    if digest.hexdigest().encode() != m.group(1):
         raise _corrupt(path, "checksum mismatch: its content was damaged")
-    return payload, False
+    return m.end(), False
+
+
+class _Window(io.RawIOBase):
+    """The open binary file ``f`` from byte ``start`` on, as a seekable file of its own (so that
+    ``torch.load`` reads the payload straight from the file instead of from a copy in memory)."""
+
+    def __init__(self, f: Any, start: int):
+        super().__init__()
+        self._f, self._start = f, start
+        f.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._f.tell() - self._start
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._f.seek(pos + self._start if whence == 0 else pos, whence) - self._start
+
+    def readinto(self, b: Any) -> int:
+        return self._f.readinto(b)
 
 
 def _legacy_globals() -> list[Any]:
@@ -127,32 +160,41 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        blob = path.read_bytes()
+        f = open(path, "rb")
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
-    payload, legacy = _payload(path, blob)
-    try:
-        with torch.serialization.safe_globals(_legacy_globals() if legacy else []):
-            state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- a damaged pickle can raise almost anything (EOFError,
-        # UnpicklingError, BadZipFile, RuntimeError...): all mean corrupt, unless the unpickler refused a type
-        text = str(e).strip()
-        detail = text.splitlines()[0] if text else type(e).__name__
-        if "Weights only load failed" in text:  # the restricted unpickler refused something
-            said = text.split("WeightsUnpickler error:", 1)[-1].strip()
-            detail = said.splitlines()[0] if said else detail
-            name = _GLOBAL.search(text)
-            if name or not legacy:  # an import, or anything odd behind a valid checksum: a crafted file
-                what = f"would import or call {name.group(1)}" if name else f"needs more than plain values ({detail})"
-                raise CheckpointError(
-                    f"{path}: refused: unpickling it {what} (only tensors and plain values are loaded, no code from "
-                    "a file runs); autopanoptic did not write it like this: do not use it"
-                ) from None
-        raise _corrupt(path, detail) from None
+    with f:
+        try:
+            start, legacy = _payload_start(path, f)
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+        try:
+            with torch.serialization.safe_globals(_legacy_globals() if legacy else []):
+                state = torch.load(_Window(f, start), map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 -- a damaged pickle can raise almost anything (EOFError,
+            # UnpicklingError, BadZipFile, RuntimeError...): all mean corrupt, unless the unpickler refused a type
+            raise _load_error(path, e, legacy) from None
     wanted = LEGACY_FORMAT if legacy else FORMAT
     if not isinstance(state, dict) or state.get("format") != wanted:
         raise CheckpointError(f"{path}: not an autopanoptic checkpoint (no '{wanted}' marker)")
     return state
+
+
+def _load_error(path: Path, e: Exception, legacy: bool) -> CheckpointError:
+    """The :class:`CheckpointError` for ``e``, raised by ``torch.load``."""
+    text = str(e).strip()
+    detail = text.splitlines()[0] if text else type(e).__name__
+    if "Weights only load failed" in text:  # the restricted unpickler refused something
+        said = text.split("WeightsUnpickler error:", 1)[-1].strip()
+        detail = said.splitlines()[0] if said else detail
+        name = _GLOBAL.search(text)
+        if name or not legacy:  # an import, or anything odd behind a valid checksum: a crafted file
+            what = f"would import or call {name.group(1)}" if name else f"needs more than plain values ({detail})"
+            return CheckpointError(
+                f"{path}: refused: unpickling it {what} (only tensors and plain values are loaded, no code from "
+                "a file runs); autopanoptic did not write it like this: do not use it"
+            )
+    return _corrupt(path, detail)
 
 
 def upgrade_checkpoint(path: str | os.PathLike[str]) -> bool:
