@@ -11,7 +11,7 @@ and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` 
 >>> load_config("tiny", overrides=["train.lrr=0.01"])
 Traceback (most recent call last):
 ...
-autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
+autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, holdout_val, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ class DataConfig:
 
     ``root`` is a COCO-panoptic folder (``images/``, ``panoptic/``, ``panoptic.json`` by default;
     ``images``, ``json`` and ``pngs`` are paths relative to it); ``None``
-    generates a synthetic dataset of ``synthetic_images`` images of ``synthetic_size`` pixels into the
+    generates a synthetic dataset of ``synthetic_images`` images of ``synthetic_size`` pixels
+    (``synthetic_style``: ``basic`` or ``hard``, see :mod:`autopanoptic.data.synthetic`) into the
     run folder. The evaluation split is ``eval_root`` if given, otherwise the last ``eval_fraction`` of
     ``root`` (by a seeded permutation). The search's validation split is carved out of what remains
     (the training data): ``val_fraction`` of it. The evaluation split is never used in training or
@@ -129,6 +130,7 @@ class DataConfig:
     synthetic_images: int = attrs.field(default=64, converter=int, validator=_positive)
     synthetic_size: int = attrs.field(default=64, converter=int, validator=_positive)
     synthetic_seed: int = attrs.field(default=0, converter=int)
+    synthetic_style: str = attrs.field(default="basic", validator=_one_of("basic", "hard"))
     flip: bool = attrs.field(default=True, converter=bool)
 
 
@@ -148,7 +150,9 @@ class ModelConfig:
 @attrs.frozen
 class TrainConfig:
     """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
-    on its own batch of ``batch_size`` images, then one SGD step."""
+    on its own batch of ``batch_size`` images, then one SGD step. With ``holdout_val`` the supernet
+    never sees the search-validation images (as SPOS kept its search images out of supernet
+    training); the retrained network still uses every training image."""
 
     steps: int = attrs.field(default=30, converter=int, validator=_positive)
     batch_size: int = attrs.field(default=2, converter=int, validator=_positive)
@@ -161,13 +165,17 @@ class TrainConfig:
     gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
     checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
+    holdout_val: bool = attrs.field(default=False, converter=bool)  # train without the search-validation images
 
 
 @attrs.frozen
 class SearchConfig:
-    """Architecture search on the trained supernet."""
+    """Architecture search on the trained supernet. ``fitness``: ``pq`` (PQ on the search-validation
+    split, the paper's) or ``loss`` (minus the supernet's mean loss on it; lower noise, see
+    docs/benchmarks/ranking.md)."""
 
     policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
+    fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss"))
     cycles: int = attrs.field(default=2, converter=int, validator=_positive)
     per_cycle: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
     population: int = attrs.field(default=50, converter=int, validator=_positive)
@@ -207,11 +215,15 @@ class RetrainConfig:
 
 @attrs.frozen
 class EvalConfig:
-    """Evaluation of the retrained network on the evaluation split."""
+    """Evaluation of the retrained network on the evaluation split. ``ground_truth``: a ground-truth
+    table (:mod:`autopanoptic.engine.truth`) the report compares the retrained PQ with, when the run's
+    data and retraining match it; ``auto`` = the table of the model preset shipped in the source tree
+    (``benchmarks/ground_truth/<preset>.json``) if there is one; ``null`` = none."""
 
     export: bool = attrs.field(default=True, converter=bool)
     draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
     batch_size: int = attrs.field(default=4, converter=int, validator=_positive)  # images per forward pass
+    ground_truth: str | None = attrs.field(default="auto", converter=_opt_str)
 
 
 @attrs.frozen

@@ -70,7 +70,6 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +90,9 @@ from autopanoptic.engine.runs import RunDir  # noqa: E402
 from autopanoptic.engine.search import calibration_batches  # noqa: E402
 from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
 from autopanoptic.nn import recalibrate_bn  # noqa: E402
-from autopanoptic.search import load_arch  # noqa: E402
+from autopanoptic.engine.search import path_fitness  # noqa: E402
+from autopanoptic.search import load_arch, stats  # noqa: E402
+from autopanoptic.search.stats import average_ranks, kendall_tau, spearman_rho  # noqa: E402
 
 VARIANTS = {  # key -> label; "fit" is the search's own fitness
     "fit": "search fitness (18 val images, 16 calib)",
@@ -102,98 +103,17 @@ VARIANTS = {  # key -> label; "fit" is the search's own fitness
 
 
 # ----------------------------------------------------------------------------- rank statistics
-
-
-def average_ranks(x: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, tied values sharing the average of their ranks.
-
-    >>> average_ranks([10, 30, 20, 20]).tolist()
-    [1.0, 4.0, 2.5, 2.5]
-    """
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    sx = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sx[j + 1] == sx[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def _kendall_parts(x, y) -> tuple[float, float, float]:
-    """(sum of sign products over pairs, pairs untied in x, pairs untied in y)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    iu = np.triu_indices(len(x), 1)
-    sx = np.sign(x[:, None] - x[None, :])[iu]
-    sy = np.sign(y[:, None] - y[None, :])[iu]
-    return float(np.sum(sx * sy)), float(np.sum(sx != 0)), float(np.sum(sy != 0))
-
-
-def _spearman_parts(x, y) -> tuple[float, float, float]:
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float(rx @ ry), float(rx @ rx), float(ry @ ry)
-
-
-def _combine(parts) -> float:
-    num = sum(p[0] for p in parts)
-    den = np.sqrt(sum(p[1] for p in parts) * sum(p[2] for p in parts))
-    return float(num / den) if den > 0 else float("nan")
-
-
-def kendall_tau(groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> float:
-    """Kendall's tau-b over the pairs *within* each ``(x, y)`` group (one group: the usual tau-b).
-
-    >>> round(kendall_tau([([1, 2, 3, 4], [1, 3, 2, 4])]), 4)
-    0.6667
-    >>> round(kendall_tau([([1, 2, 2, 3], [1, 2, 3, 3])]), 4)
-    0.8
-    """
-    return _combine([_kendall_parts(x, y) for x, y in groups])
-
-
-def spearman_rho(groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> float:
-    """Spearman's rho: Pearson's correlation of average ranks, ranked and centred within each group.
-
-    >>> round(spearman_rho([([1, 2, 3, 4], [1, 3, 2, 4])]), 4)
-    0.8
-    >>> round(spearman_rho([([1, 2, 3], [3, 2, 1]), ([5, 6, 7], [5, 6, 7])]), 4)
-    0.0
-    """
-    return _combine([_spearman_parts(x, y) for x, y in groups])
+# (the library's autopanoptic.search.stats; these wrappers keep this script's positional calls)
 
 
 def permutation_p(stat, groups, n_perm: int, seed: int = 0) -> float:
-    """Two-sided Monte Carlo permutation p-value of ``stat(groups)``: the ``y`` of each group is
-    shuffled within the group; ``(1 + #{|stat_perm| >= |stat_obs|}) / (1 + n_perm)``."""
-    obs = abs(stat(groups))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(n_perm):
-        perm = [(x, rng.permutation(np.asarray(y, float))) for x, y in groups]
-        hits += abs(stat(perm)) >= obs - 1e-12
-    return (1 + hits) / (1 + n_perm)
+    """Two-sided Monte Carlo permutation p-value (``y`` shuffled within each group)."""
+    return stats.permutation_p(stat, groups, n_perm=n_perm, seed=seed)
 
 
 def bootstrap_ci(stat, groups, n_boot: int, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``stat`` over resamples of the ``(x, y)`` pairs, with replacement,
-    within each group (ties from repeated pairs get average ranks)."""
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        res = []
-        for x, y in groups:
-            i = rng.integers(0, len(x), len(x))
-            res.append((np.asarray(x, float)[i], np.asarray(y, float)[i]))
-        v = stat(res)
-        if not np.isnan(v):
-            vals.append(v)
-    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    """Percentile interval over resamples of the pairs within each group."""
+    return stats.bootstrap_ci(stat, groups, n_boot=n_boot, seed=seed, level=level)
 
 
 def _check_against_scipy() -> str:
@@ -254,9 +174,8 @@ def variant_splits(cfg, data: pipeline.RunData):
 
 
 def fitness_of(supernet, data, arch, calib, val) -> float:
-    """The search's fitness (the body of ``search_supernet``'s ``fitness`` for one architecture)."""
-    recalibrate_bn(supernet, arch, calib)
-    return evaluate(supernet, data.train, val, arch=arch, device="cpu").pq
+    """The search's fitness (:func:`autopanoptic.engine.search.path_fitness`)."""
+    return path_fitness(supernet, arch, data.train, val, calib)
 
 
 def per_image_pq(supernet, data, arch, calib, val) -> dict[int, object]:
@@ -997,8 +916,7 @@ def report(args, per_seed, invocations, journal_check, scipy_check) -> str:
     return "\n".join(lines).replace("{report_seconds}", f"{time.perf_counter() - started:.0f}") + "\n"
 
 
-def _spearman_brown(rho1: float, k: float) -> float:
-    return k * rho1 / (1 + (k - 1) * rho1)
+_spearman_brown = stats.spearman_brown
 
 
 def ceilings(agree_fit: float, agree_pq: float, n_fit: int, n_other: int, n_eval: int) -> dict[str, float]:

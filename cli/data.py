@@ -25,12 +25,17 @@ def data() -> None:
 @click.option("--kind", type=KIND, default="coco", show_default=True,
               help="coco: category ids with gaps, crowd regions; ade20k: category 0 real, string ids, no crowd.")
 @click.option("--crowd-prob", type=click.FloatRange(0, 1), default=0.15, show_default=True, help="Chance of a crowd region per image.")
+@click.option("--style", type=click.Choice(["basic", "hard"]), default="basic", show_default=True,
+              help="basic: colour and texture tell the class; hard: only the shape does (7 shapes, thin bars, "
+                   "sizes over a factor of 6, clutter).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def synth(out: Path, n_images: int, size: int, seed: int, kind: str, crowd_prob: float, progress: bool) -> None:
+def synth(out: Path, n_images: int, size: int, seed: int, kind: str, crowd_prob: float, style: str,
+          progress: bool) -> None:
     """Write a synthetic COCO-panoptic dataset to OUT (images/, panoptic/, panoptic.json)."""
     from autopanoptic.data import write_synthetic
 
-    js = write_synthetic(out, n_images, size=size, seed=seed, kind=kind, crowd_prob=crowd_prob, progress=progress)
+    js = write_synthetic(out, n_images, size=size, seed=seed, kind=kind, crowd_prob=crowd_prob, style=style,
+                         progress=progress)
     click.echo(f"wrote {n_images} images of {size}x{size} to {out} (annotations: {js})")
 
 

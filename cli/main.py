@@ -64,7 +64,13 @@ def _register() -> None:
     main.add_command(pretrain_supernet)
     main.add_command(pretrain_standalone)
     data.add_command(synth_classes)
-    pass
+    from autopanoptic_cli.ranking import check_ranking
+
+    main.add_command(check_ranking)
 
 
 _register()
+
+
+if __name__ == "__main__":  # python -m autopanoptic_cli.main (e.g. under torchrun -m)
+    main()

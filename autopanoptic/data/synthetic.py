@@ -2,7 +2,15 @@
 
 Things are four shape kinds, each with its own colour family and texture, that occlude each
 other; stuff is two or three textured regions covering the background; some segments get void
-borders, some images a crowd region. Category ids have gaps (like COCO) or, in the ``ade20k``
+borders, some images a crowd region.
+
+The ``hard`` style (``style="hard"``) makes the architecture matter: seven shape kinds, where the
+three new ones take the colour family and texture of an old one -- an elongated ``ellipse`` looks
+like a ``circle``, a ``cross`` of thin arms like a ``square``, a thin ``bar`` like a ``triangle`` --
+so within each pair only the *shape* tells the class (a receptive field that covers the object is
+needed); object sizes spread over a factor of six (radius 5% to 30% of the image side,
+log-uniform); up to eight objects; and unannotated clutter (small irregular blobs of random colour
+and texture) painted on the stuff regions, which must not be taken for things. Category ids have gaps (like COCO) or, in the ``ade20k``
 flavour, start at 0 (a real class), with string image ids and no crowd. Image ``i`` depends only
 on ``(seed, i)``: a dataset of 10 images is the prefix of one of 1000.
 
@@ -56,8 +64,20 @@ _CATEGORIES = (
     ("wall", 0, 0.08, 118, 0),
     ("sand", 0, 0.12, 130, 7),
 )
+# the ``hard`` style's extra things (same columns)
+_HARD_EXTRA = (
+    ("bar", 1, 0.36, 13, 9),
+    ("cross", 1, 0.45, 15, 10),
+    ("ellipse", 1, 0.78, 17, 11),
+)
 _THINGS = tuple(c[0] for c in _CATEGORIES if c[1])
 _STUFF = tuple(c[0] for c in _CATEGORIES if not c[1])
+_HARD_THINGS = _THINGS + tuple(c[0] for c in _HARD_EXTRA)
+STYLES: tuple[str, ...] = ("basic", "hard")
+"""Synthetic dataset styles: ``basic`` (colour and texture give the class away) and ``hard``."""
+_PATTERNS = ("dots", "checker", "stripes", "plain")
+_PATTERN_OF = {"circle": "dots", "square": "checker", "triangle": "stripes", "ring": "plain"}
+_TWIN_OF = {"ellipse": "circle", "cross": "square", "bar": "triangle"}  # hard style: same colour and texture
 
 
 def _check_kind(kind: str) -> None:
@@ -65,17 +85,26 @@ def _check_kind(kind: str) -> None:
         raise DataError(f"unknown dataset kind {kind!r}; use one of {list(KINDS)}")
 
 
-def synthetic_categories(kind: str = "coco") -> list[dict[str, Any]]:
-    """The JSON ``categories`` of the synthetic dataset (4 things, 5 stuff).
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise DataError(f"unknown synthetic style {style!r}; use one of {list(STYLES)}")
+
+
+def synthetic_categories(kind: str = "coco", style: str = "basic") -> list[dict[str, Any]]:
+    """The JSON ``categories`` of the synthetic dataset (4 things, 5 stuff; the ``hard`` style has
+    7 things).
 
     >>> [c["id"] for c in synthetic_categories()]
     [1, 3, 6, 10, 92, 97, 105, 118, 130]
     >>> min(c["id"] for c in synthetic_categories("ade20k"))
     0
+    >>> sum(c["isthing"] for c in synthetic_categories(style="hard"))
+    7
     """
     _check_kind(kind)
+    _check_style(style)
     out = []
-    for name, th, hue, coco_id, ade_id in _CATEGORIES:
+    for name, th, hue, coco_id, ade_id in _CATEGORIES + (_HARD_EXTRA if style == "hard" else ()):
         r, g, b = colorsys.hsv_to_rgb(hue, 0.8 if th else 0.45, 0.95 if th else 0.75)
         out.append({
             "id": coco_id if kind == "coco" else ade_id,
@@ -124,24 +153,30 @@ def _stuff_texture(name: str, rng: np.random.Generator, yy: np.ndarray, xx: np.n
 
 
 def _thing_texture(name: str, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: int) -> np.ndarray:
+    """The ``basic`` style: each thing class has its colour family and its pattern."""
     hue = {c[0]: c[2] for c in _CATEGORIES}[name] + rng.uniform(-0.04, 0.04)
+    return _pattern_texture(_PATTERN_OF[name], hue, rng, yy, xx, size)
+
+
+def _pattern_texture(pattern: str, hue: float, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
+                     size: int) -> np.ndarray:
     base = _hsv(hue, rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
     h, w = yy.shape
-    if name == "circle":  # light dots
+    if pattern == "dots":  # light dots
         p = max(3, size // 20)
         dots = ((yy % p - p / 2) ** 2 + (xx % p - p / 2) ** 2) < (p / 4) ** 2
         return base + dots[..., None] * 60.0
-    if name == "square":  # checkerboard
+    if pattern == "checker":  # checkerboard
         p = max(2, size // 24)
         chk = ((yy // p + xx // p) % 2).astype(np.float32)
         return base * (0.75 + 0.25 * chk[..., None])
-    if name == "triangle":  # diagonal stripes
+    if pattern == "stripes":  # diagonal stripes
         p = max(3, size // 16)
         stripes = (((yy + xx) // p) % 2).astype(np.float32)
         return base * (0.7 + 0.3 * stripes[..., None])
-    if name == "ring":  # plain, slightly shaded
+    if pattern == "plain":  # plain, slightly shaded
         return base + rng.normal(0, 6, (h, w, 1))
-    raise AssertionError(name)
+    raise AssertionError(pattern)
 
 
 def _shape_mask(name: str, rng: np.random.Generator, yy, xx, cy: float, cx: float, r: float) -> np.ndarray:
@@ -162,6 +197,13 @@ def _shape_mask(name: str, rng: np.random.Generator, yy, xx, cy: float, cx: floa
             t = 2 * np.pi * k / 3
             m &= (u * np.cos(t) + v * np.sin(t)) <= 0.55 * r
         return m
+    if name in ("bar", "cross"):  # thin arms: 1.2 px wide at least
+        half = max(0.6, (0.09 if name == "bar" else 0.14) * r)
+        m = (np.abs(u) <= r) & (np.abs(v) <= half)
+        return m | ((np.abs(v) <= r) & (np.abs(u) <= half)) if name == "cross" else m
+    if name == "ellipse":
+        b = r * rng.uniform(0.35, 0.6)
+        return (u / r) ** 2 + (v / b) ** 2 <= 1.0
     raise AssertionError(name)
 
 
@@ -182,18 +224,34 @@ def _bbox(mask: np.ndarray) -> list[int]:
 
 def render_image(
     seed: int, index: int, *, size: int = 128, kind: str = "coco", crowd_prob: float = 0.15,
-    max_things: int = 6,
+    max_things: int | None = None, style: str = "basic",
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Render synthetic image ``index`` of dataset ``seed``.
+    """Render synthetic image ``index`` of dataset ``seed`` (``style`` ``basic`` or ``hard``, see
+    the module docstring; ``max_things`` defaults to 6 and 8 respectively).
 
     Returns ``(image uint8 HxWx3, panoptic int32 HxW (0 = void), segments_info)``; each segment has
     ``id``, ``category_id``, ``area``, ``bbox`` (xywh), ``iscrowd``.
     """
     _check_kind(kind)
+    _check_style(style)
     if size < 16:
         raise DataError(f"synthetic images need size >= 16, got {size}")
+    hard = style == "hard"
+    things = _HARD_THINGS if hard else _THINGS
+    if max_things is None:
+        max_things = 8 if hard else 6
     rng = np.random.default_rng([int(seed), int(index)])
-    cat_id = {c["name"]: c["id"] for c in synthetic_categories(kind)}
+    cat_id = {c["name"]: c["id"] for c in synthetic_categories(kind, style)}
+
+    def texture(name: str) -> np.ndarray:
+        if not hard:
+            return _thing_texture(name, rng, yy, xx, size)
+        if name in _TWIN_OF:  # the hard style's new shapes look like their twin: only the shape differs
+            return _thing_texture(_TWIN_OF[name], rng, yy, xx, size)
+        if name:
+            return _thing_texture(name, rng, yy, xx, size)
+        return _pattern_texture(_PATTERNS[int(rng.integers(len(_PATTERNS)))], rng.random(), rng, yy, xx, size)
+
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     img = np.zeros((size, size, 3), np.float32)
     # --- stuff: two or three regions split by wavy boundaries
@@ -207,31 +265,40 @@ def render_image(
     for k, name in enumerate(stuff):
         m = region == k
         img[m] = _stuff_texture(name, rng, yy, xx, size)[m]
+    if hard:  # clutter: small irregular blobs in things' colours, part of the stuff beneath them
+        for _ in range(int(rng.integers(0, 6))):
+            cy, cx = rng.uniform(0, 1, 2) * size
+            m = np.zeros((size, size), bool)
+            for _ in range(int(rng.integers(2, 4))):
+                dy, dx = rng.normal(0, 0.02 * size, 2)
+                rr = size * rng.uniform(0.015, 0.035)
+                m |= (yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= rr * rr
+            img[m] = texture("")[m]
     owner = region.copy()  # owner: index into the segment list (stuff 0..n_stuff-1, then things)
     seg_names: list[str] = list(stuff)
     seg_crowd: list[int] = [0] * n_stuff
     # --- a crowd region: a cluster of small shapes of one kind, one segment
     if kind == "coco" and rng.random() < crowd_prob:
-        name = _THINGS[int(rng.integers(len(_THINGS)))]
+        name = things[int(rng.integers(len(things)))]
         cy, cx = rng.uniform(0.2, 0.8, 2) * size
         m = np.zeros((size, size), bool)
         for _ in range(int(rng.integers(4, 8))):
             dy, dx = rng.normal(0, 0.08 * size, 2)
             m |= _shape_mask(name, rng, yy, xx, cy + dy, cx + dx, size * rng.uniform(0.03, 0.06))
         if m.any():
-            img[m] = _thing_texture(name, rng, yy, xx, size)[m]
+            img[m] = texture(name)[m]
             owner[m] = len(seg_names)
             seg_names.append(name)
             seg_crowd.append(1)
     # --- things, painted back to front
     for _ in range(int(rng.integers(1, max_things + 1))):
-        name = _THINGS[int(rng.integers(len(_THINGS)))]
-        r = size * rng.uniform(0.07, 0.2)
+        name = things[int(rng.integers(len(things)))]
+        r = size * (np.exp(rng.uniform(np.log(0.05), np.log(0.3))) if hard else rng.uniform(0.07, 0.2))
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         m = _shape_mask(name, rng, yy, xx, cy, cx, r)
         if not m.any():
             continue
-        img[m] = _thing_texture(name, rng, yy, xx, size)[m]
+        img[m] = texture(name)[m]
         owner[m] = len(seg_names)
         seg_names.append(name)
         seg_crowd.append(0)
@@ -280,11 +347,11 @@ def _names(kind: str, index: int) -> tuple[Any, str]:
 
 def write_synthetic(
     out: str | os.PathLike[str], n_images: int, *, size: int = 128, seed: int = 0, kind: str = "coco",
-    crowd_prob: float = 0.15, progress: bool = False,
+    crowd_prob: float = 0.15, progress: bool = False, style: str = "basic",
 ) -> Path:
     """Write a synthetic dataset to ``out`` (images/, panoptic/, panoptic.json); return the JSON path.
 
-    Deterministic for ``(seed, size, kind)``. Image and PNG files are written atomically and the
+    Deterministic for ``(seed, size, kind, style)``. Image and PNG files are written atomically and the
     JSON last, so an interrupted run leaves no JSON that lists missing files.
 
     >>> import tempfile
@@ -293,6 +360,7 @@ def write_synthetic(
     'panoptic.json'
     """
     _check_kind(kind)
+    _check_style(style)
     if n_images < 0:
         raise DataError(f"the number of images must be >= 0, got {n_images}")
     out = Path(out)
@@ -304,7 +372,7 @@ def write_synthetic(
         it = tqdm(it, desc="synth", unit="img")
     for i in it:
         image_id, stem = _names(kind, i)
-        image, pan, segs = render_image(seed, i, size=size, kind=kind, crowd_prob=crowd_prob)
+        image, pan, segs = render_image(seed, i, size=size, kind=kind, crowd_prob=crowd_prob, style=style)
         buf = _io.BytesIO()
         Image.fromarray(image).save(buf, format="JPEG", quality=92)
         atomic_write_bytes(out / "images" / f"{stem}.jpg", buf.getvalue())
@@ -314,10 +382,11 @@ def write_synthetic(
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "panoptic").mkdir(parents=True, exist_ok=True)
     data = {
-        "info": {"description": f"autopanoptic synthetic panoptic dataset (seed {seed}, size {size}, {kind})"},
+        "info": {"description": f"autopanoptic synthetic panoptic dataset (seed {seed}, size {size}, {kind}"
+                            + (f", style {style})" if style != "basic" else ")")},
         "images": images,
         "annotations": annotations,
-        "categories": synthetic_categories(kind),
+        "categories": synthetic_categories(kind, style),
     }
     return atomic_write_json(out / "panoptic.json", data, indent=None)
 

@@ -16,7 +16,7 @@ def categories_for(cfg: Any):
 
     d = cfg.data
     if d.root is None:
-        return CategoryMap.from_json(synthetic_categories(d.kind))
+        return CategoryMap.from_json(synthetic_categories(d.kind, d.synthetic_style))
     return open_dataset(d.root, d.images, d.json, d.pngs, d.kind).categories
 
 

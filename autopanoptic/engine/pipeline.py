@@ -91,10 +91,10 @@ def prepare_data(cfg: Config, run: RunDir, *, progress: bool = True) -> RunData:
     if d.root is None:
         root = run.root / "data"
         marker = root / "synthetic.json"
-        want = {"images": d.synthetic_images, "size": d.synthetic_size, "seed": d.synthetic_seed, "kind": d.kind}
+        want = synthetic_marker(d)
         if not (root / "panoptic.json").exists() or not marker.exists() or json.loads(marker.read_text()) != want:
             write_synthetic(root, d.synthetic_images, size=d.synthetic_size, seed=d.synthetic_seed, kind=d.kind,
-                            progress=progress)
+                            style=d.synthetic_style, progress=progress)
             atomic_write_json(marker, want)
         train = open_dataset(root, "images", "panoptic.json", "panoptic", d.kind)
     else:
@@ -110,6 +110,15 @@ def prepare_data(cfg: Config, run: RunDir, *, progress: bool = True) -> RunData:
     if world().is_main:  # under torchrun every rank computes the same splits; rank 0 writes them
         atomic_write_json(run.path("splits.json"), splits.to_json(), indent=None)
     return RunData(train=train, eval=ev, splits=splits)
+
+
+def synthetic_marker(d) -> dict[str, Any]:
+    """What identifies a generated dataset of a :class:`~autopanoptic.config.DataConfig` (stored as
+    ``data/synthetic.json``; the ``basic`` style keeps the marker of earlier releases)."""
+    want = {"images": d.synthetic_images, "size": d.synthetic_size, "seed": d.synthetic_seed, "kind": d.kind}
+    if d.synthetic_style != "basic":
+        want["style"] = d.synthetic_style
+    return want
 
 
 def _calib_images(cfg: Config) -> int:
@@ -166,7 +175,7 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         load_backbone_weights(model, cfg.model.backbone_weights)
     r = restriction_for(cfg, model.search_space)
     result = train(
-        model, data.train, data.splits.train, cfg.train,
+        model, data.train, supernet_pool(cfg, data.splits), cfg.train,
         archs_for_step=lambda step: fair_cycle_for_step(r.sub, cfg.train.seed, step, r.to_full),
         checkpoint_path=run.path("supernet", "checkpoint.pt"),
         losses_path=run.path("supernet", "losses.json"),
@@ -174,6 +183,15 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
     )
     return model, result
+
+
+def supernet_pool(cfg: Config, splits: Splits) -> tuple[int, ...]:
+    """The images the supernet trains on: the training split, without the search-validation images
+    when ``train.holdout_val`` is set."""
+    if not cfg.train.holdout_val:
+        return splits.train
+    val = set(splits.val)
+    return tuple(i for i in splits.train if i not in val)
 
 
 def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
@@ -228,7 +246,9 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     r = restriction_for(cfg, model.search_space)
     outcome = search_supernet(
         model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
-        journal=run.path("search", "journal.jsonl"), candidates_json=run.path("search", "candidates.json"),
+        # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
+        journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
+        candidates_json=run.path("search", "candidates.json"),
         count=_cost_counter(cfg, model), progress=progress,
     )
     board = outcome.scoreboard

@@ -26,7 +26,7 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
     d = cfg.data
     lines = [f"plan for {out} on {device} (nothing is written: --dry-run)"]
     if d.root is None:
-        cats = CategoryMap.from_json(synthetic_categories(d.kind))
+        cats = CategoryMap.from_json(synthetic_categories(d.kind, d.synthetic_style))
         n_train_source, n_eval = d.synthetic_images, None
         lines.append(f"data: generate {d.synthetic_images} synthetic {d.synthetic_size}px images into {out / 'data'}")
     else:

@@ -132,6 +132,10 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
                       "branch; see docs/metrics.md):\n", "```",
                       format_metrics_table({"bbox": metrics.get("box_ap"), "segm": metrics.get("mask_ap")}
                                            if metrics.get("box_ap") else None, metrics.get("semantic")), "```"]
+        if cfg is not None and metrics.get("All"):
+            from autopanoptic.engine.truth import comparison
+
+            lines += ["\n### Against the ground truth of the space\n", *comparison(cfg, metrics["All"]["pq"])]
         if metrics.get("timings"):
             lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
         lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]
@@ -163,6 +167,19 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
     if any(curves.values()):
         p = plot_losses(curves, plots / "losses.png")
         lines += ["## Training loss\n", f"![losses]({p.relative_to(root)})\n"]
+    ranking = _load(root / "check-ranking" / "result.json")
+    if ranking and (plots / "check_ranking.png").exists():
+        q = ranking.get("quick_truth", {})
+        lines += ["## Does the supernet rank? (`autopanoptic check-ranking`)\n",
+                  f"**{ranking['verdict']}**\n",
+                  f"{ranking['n']} architectures spread over the supernet's fitness range, each trained from scratch for "
+                  f"{q.get('steps')} steps on {q.get('train_images')} training images outside the search-validation "
+                  f"split and scored on that split ({q.get('val_images')} images). Kendall tau {ranking['tau']:.2f} "
+                  f"(95% bootstrap interval {ranking['tau_ci'][0]:.2f} to {ranking['tau_ci'][1]:.2f}), Spearman "
+                  f"{ranking['rho']:.2f}, one-sided permutation p {ranking['p_value']:.3f}. Training-free "
+                  "baselines against the same truth (a supernet worth searching should beat them): "
+                  + (", ".join(f"{k} tau {v:.2f}" for k, v in ranking.get("baselines", {}).items()) or "-") + ".\n",
+                  "![check-ranking](plots/check_ranking.png)\n"]
     drawn = sorted(plots.glob("prediction_*.png")) if plots.is_dir() else []
     if drawn:
         lines += ["## Predictions on evaluation images\n"]

@@ -1,7 +1,8 @@
 """Architecture search on a trained supernet: binds a policy of :mod:`autopanoptic.search` to it.
 
 The fitness of a candidate is its PQ (All, as a fraction) on the *search validation split*, carved
-out of the training data (never the evaluation split). Before each candidate is scored, the BatchNorm
+out of the training data (never the evaluation split); with ``search.fitness: loss`` it is minus the
+supernet's mean loss on that split (:func:`path_loss`). Before each candidate is scored, the BatchNorm
 statistics of its path are recalibrated on a fixed calibration subset of the training data
 (:func:`autopanoptic.nn.recalibrate_bn`). Every evaluation is journaled by the search core's
 :func:`autopanoptic.search.run`, so an interrupted search resumes where it stopped.
@@ -39,7 +40,8 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["CostBudget", "SearchOutcome", "calibration_batches", "make_policy", "search_supernet"]
+__all__ = ["CostBudget", "SearchOutcome", "calibration_batches", "make_policy", "path_fitness", "path_loss",
+           "search_supernet"]
 
 
 @attrs.frozen
@@ -98,6 +100,52 @@ def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, ba
     return out
 
 
+def path_fitness(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
+                 calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu") -> float:
+    """The search's fitness of one full-space ``arch``: recalibrate the BatchNorm statistics of its
+    path on ``calib`` (from :func:`calibration_batches`; none: keep them), then PQ (All, a fraction)
+    on ``dataset[val_indices]``."""
+    from autopanoptic.nn import recalibrate_bn
+
+    if calib:
+        recalibrate_bn(supernet, arch, calib)
+    return evaluate(supernet, dataset, val_indices, arch=arch, device=device).pq
+
+
+def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
+              calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu",
+              batch_size: int = 4) -> float:
+    """The supernet's mean training loss (all loss terms, weighted as in training) of the path
+    ``arch`` on ``dataset[val_indices]``, with its BatchNorm statistics recalibrated on ``calib``
+    and frozen (no flips, no gradient, the heads' anchor / proposal sampling seeded the same way for
+    every path, the caller's random state untouched): a lower-noise alternative to PQ as a fitness
+    (lower is better). Sampling happens per batch, so ``batch_size`` changes the value slightly."""
+    from autopanoptic.nn import recalibrate_bn
+
+    if calib:
+        recalibrate_bn(supernet, arch, calib)
+    was = supernet.training
+    supernet.train()
+    for m in supernet.modules():  # the recalibrated (or trained) statistics, not the batch's
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    total, n = 0.0, 0
+    idx = [int(i) for i in val_indices]
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    try:  # the RPN / RoI heads sample anchors and proposals: the same samples for every path
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start : start + batch_size]
+                images, targets = load_batch(dataset, chunk, device=device)
+                out = supernet(images, targets, arch=arch)
+                total += float(sum(out.values())) * len(chunk)
+                n += len(chunk)
+    finally:
+        supernet.train(was)
+    return total / max(n, 1)
+
+
 @attrs.frozen
 class SearchOutcome:
     """The result of a search, in the full space."""
@@ -129,7 +177,6 @@ def search_supernet(
 
     ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget.
     """
-    from autopanoptic.nn import recalibrate_bn
     from autopanoptic.search import PathPriority, Scoreboard, run
 
     constraint = None
@@ -147,10 +194,10 @@ def search_supernet(
         out: dict[int, float] = {}
         for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
             full = restriction.to_full(a)
-            if calib:
-                recalibrate_bn(supernet, full, calib)
-            res = evaluate(supernet, dataset, val_indices, arch=full, device=device)
-            out[k] = res.pq
+            if cfg.fitness == "loss":
+                out[k] = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
+            else:
+                out[k] = path_fitness(supernet, full, dataset, val_indices, calib, device=device)
         if world.active:
             for part in distributed.all_gather_objects(out):
                 out.update(part)

@@ -151,6 +151,7 @@ def train(
     flip: bool = True,
     progress: bool = True,
     desc: str = "train",
+    world: distributed.World | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
 
@@ -162,11 +163,13 @@ def train(
         checkpoint_path: written every ``cfg.checkpoint_every`` steps and at the end; if it exists
             and ``resume``, training continues from it (its ``fingerprint`` must match).
         stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
+        world: the ranks that train this model together (default: the process group, if any);
+            ``World()`` trains in this process alone, e.g. one architecture per rank.
 
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
     device = torch.device(device)
-    world = distributed.world()
+    world = distributed.world() if world is None else world
     if world.active and cfg.batch_size % world.size:
         raise distributed.DistributedError(
             f"{desc}: batch_size {cfg.batch_size} does not split over {world.size} ranks; use a multiple of {world.size}"
@@ -217,7 +220,8 @@ def train(
         )
         if losses_path is not None:
             atomic_write_json(losses_path, losses)
-        distributed.barrier()
+        if world.active:
+            distributed.barrier()
 
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = None

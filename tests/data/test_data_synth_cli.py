@@ -17,6 +17,7 @@ from autopanoptic.data import (
     render_image,
     render_panoptic,
     split_dataset,
+    synthetic_categories,
     write_split,
     write_synthetic,
 )
@@ -25,10 +26,13 @@ from autopanoptic_cli.main import main
 
 
 @settings(max_examples=10)
-@given(st.integers(0, 2**31), st.integers(0, 50), st.sampled_from([24, 40]), st.sampled_from(["coco", "ade20k"]))
-def test_render_is_deterministic_and_consistent(seed, index, size, kind):
-    img, pan, segs = render_image(seed, index, size=size, kind=kind)
-    img2, pan2, segs2 = render_image(seed, index, size=size, kind=kind)
+@given(st.integers(0, 2**31), st.integers(0, 50), st.sampled_from([24, 40]), st.sampled_from(["coco", "ade20k"]),
+       st.sampled_from(["basic", "hard"]))
+def test_render_is_deterministic_and_consistent(seed, index, size, kind, style):
+    img, pan, segs = render_image(seed, index, size=size, kind=kind, style=style)
+    img2, pan2, segs2 = render_image(seed, index, size=size, kind=kind, style=style)
+    cats = {c["id"] for c in synthetic_categories(kind, style)}
+    assert {s["category_id"] for s in segs} <= cats
     assert np.array_equal(img, img2) and np.array_equal(pan, pan2) and segs == segs2
     ids, counts = np.unique(pan, return_counts=True)
     area = dict(zip(ids.tolist(), counts.tolist()))
@@ -54,6 +58,40 @@ def test_generator_has_void_crowd_occlusion_and_all_classes(tmp_path):
     assert stats["void"] >= 10 and stats["crowd"] >= 3
     assert stats["cats"] == {1, 3, 6, 10, 92, 97, 105, 118, 130}
     assert max(stats["things_per_image"]) >= 4 and min(stats["things_per_image"]) <= 2
+
+
+def test_hard_style_twins_differ_in_shape_alone():
+    """In the hard style each new shape has an old one's colour family and texture (so only the shape
+    tells the twins apart), all seven shapes and thin structures occur, and object sizes spread
+    widely; the basic style is unchanged by the style option."""
+    import colorsys
+
+    names = {c["id"]: c["name"] for c in synthetic_categories(style="hard")}
+    hues: dict[str, list[float]] = {}
+    fill: dict[str, list[float]] = {}
+    areas, thin = [], 0
+    for i in range(80):
+        img, pan, segs = render_image(3, i, size=64, style="hard")
+        for s in segs:
+            name = names[s["category_id"]]
+            if name in ("sky", "grass", "water", "wall", "sand") or s["iscrowd"] or s["area"] < 30:
+                continue
+            m = pan == s["id"]
+            r, g, b = np.median(img[m].astype(float) / 255, axis=0)
+            hues.setdefault(name, []).append(colorsys.rgb_to_hsv(r, g, b)[0])
+            fill.setdefault(name, []).append(s["area"] / (s["bbox"][2] * s["bbox"][3]))
+            areas.append(s["area"])
+            thin += name == "bar" and min(s["bbox"][2:]) <= 4
+    assert set(hues) == {"circle", "square", "triangle", "ring", "bar", "cross", "ellipse"}
+    for new, old in (("ellipse", "circle"), ("cross", "square"), ("bar", "triangle")):
+        d = abs(np.median(hues[new]) - np.median(hues[old]))
+        assert min(d, 1 - d) < 0.06, (new, old)  # the same colour family...
+    assert np.median(fill["cross"]) < 0.6 < np.median(fill["square"])  # ...but another shape
+    assert thin >= 1 and np.quantile(areas, 0.9) > 8 * np.quantile(areas, 0.1)
+    a, b = render_image(3, 5, size=40), render_image(3, 5, size=40, style="basic")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    with pytest.raises(DataError, match="unknown synthetic style"):
+        render_image(3, 5, size=40, style="harder")
 
 
 def test_written_dataset_is_deterministic_and_clean(tmp_path):

@@ -1,0 +1,318 @@
+"""``check-ranking``: does a trained supernet rank architectures the way training them does?
+
+A one-shot search is only worth running on a supernet whose fitness orders architectures like
+their stand-alone accuracy. :func:`check_ranking` measures that on a run folder with a trained
+supernet:
+
+1. draw a pool of ``pool`` architectures uniformly from the sampling space (seeded) and measure
+   each one's supernet fitness exactly as the search does
+   (:func:`autopanoptic.engine.search.path_fitness`: BN recalibration, PQ on the search-validation
+   split);
+2. pick ``archs`` of them spread evenly over the fitness range (sorted by fitness, evenly spaced
+   positions), so the check sees good and bad paths alike;
+3. train each picked architecture briefly **from scratch** (``steps`` steps of the ``retrain``
+   recipe, fresh weights; :func:`autopanoptic.engine.scratch.train_and_score`) on the training
+   images *outside* the search-validation split, and score it on that split (held out for these
+   networks; the evaluation split is never touched);
+4. Kendall's tau between fitness and that quick truth, a bootstrap interval, a one-sided
+   permutation p-value, and one verdict line.
+
+Every finished architecture is appended to ``<run>/check-ranking/journal.jsonl`` (its first line
+holds the settings and the supernet's fingerprint), so an interrupted check resumes; the result
+goes to ``<run>/check-ranking/result.json`` and a scatter plot to
+``<run>/plots/check_ranking.png`` (shown in ``report.md``). Under ``torchrun`` the pool's fitnesses
+and the trainings are dealt to the ranks; rank 0 alone writes.
+
+Example::
+
+    from autopanoptic.engine.ranking import RankingCheck, check_ranking
+    res = check_ranking(cfg, run, RankingCheck(archs=12, steps=300))
+    print(res.verdict)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from autopanoptic.errors import CheckpointError, ConfigError
+from autopanoptic.io import atomic_write_json
+from autopanoptic.search import stats
+
+__all__ = ["RankingCheck", "RankingResult", "assess", "check_ranking", "pick_spread", "plot_ranking", "verdict"]
+
+
+def _at_least(n: int):
+    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+        if value < n:
+            raise ValueError(f"{attribute.name} must be at least {n}, got {value}")
+
+    return check
+
+
+@attrs.frozen
+class RankingCheck:
+    """Settings of a ranking check (all recorded in the journal; a resume must use the same)."""
+
+    archs: int = attrs.field(default=12, converter=int, validator=_at_least(4))
+    steps: int = attrs.field(default=300, converter=int, validator=_at_least(1))
+    pool: int = attrs.field(default=48, converter=int, validator=_at_least(4))
+    seed: int = attrs.field(default=0, converter=int)
+    n_boot: int = attrs.field(default=2000, converter=int, validator=_at_least(100))
+    n_perm: int = attrs.field(default=2000, converter=int, validator=_at_least(100))
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool < self.archs:
+            raise ValueError(f"pool ({self.pool}) must be at least archs ({self.archs})")
+
+
+@attrs.frozen
+class RankingResult:
+    """What a check measured: per architecture its fitness and quick-truth PQ, and the statistics."""
+
+    archs: tuple[tuple[int, ...], ...]
+    fitness: tuple[float, ...]
+    truth: tuple[float, ...]
+    tau: float
+    tau_ci: tuple[float, float]
+    rho: float
+    p_value: float  # one-sided: tau at least this large by chance
+    verdict: str
+    baselines: tuple[tuple[str, float], ...] = ()  # (name, tau against the same quick truth)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": len(self.archs), "tau": self.tau, "tau_ci": list(self.tau_ci), "rho": self.rho,
+                "p_value": self.p_value, "verdict": self.verdict, "baselines": dict(self.baselines),
+                "architectures": [{"arch": list(a), "fitness": f, "truth_pq": t}
+                                  for a, f, t in zip(self.archs, self.fitness, self.truth)]}
+
+
+def pick_spread(values: Sequence[float], k: int) -> list[int]:
+    """Indices of ``k`` of ``values`` spread evenly over their sorted order (lowest and highest
+    included; ties broken by index).
+
+    >>> pick_spread([0.5, 0.1, 0.9, 0.3, 0.7], 3)
+    [1, 0, 2]
+    """
+    if not 1 <= k <= len(values):
+        raise ValueError(f"cannot pick {k} of {len(values)} values")
+    order = sorted(range(len(values)), key=lambda i: (values[i], i))
+    if k == 1:
+        return [order[len(order) // 2]]
+    pos = [round(j * (len(order) - 1) / (k - 1)) for j in range(k)]
+    return [order[p] for p in pos]
+
+
+def verdict(tau: float, lo: float, hi: float) -> str:
+    """One line that says whether a search on this supernet can be trusted.
+
+    >>> verdict(0.55, 0.2, 0.8)
+    'the supernet ranks these architectures: tau 0.55 [0.20, 0.80]'
+    """
+    span = f"tau {tau:.2f} [{lo:.2f}, {hi:.2f}]"
+    if np.isnan(tau):
+        return (f"no ranking could be measured ({span}): every architecture got the same score; "
+                "train the supernet or the quick networks longer (--steps)")
+    if lo > 0:
+        return f"the supernet ranks these architectures: {span}"
+    if hi < 0:
+        return (f"the supernet ranks these architectures the wrong way round: {span}; do not trust a search on it: "
+                "check what its fitness rewards (validation images inside its training?) and train it longer")
+    return (f"not distinguishable from random ranking: {span}; do not trust a search on it: train the supernet "
+            "longer, score on more validation images, or check more architectures (--archs) with longer "
+            "quick training (--steps)")
+
+
+def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequence[float],
+           settings: RankingCheck = RankingCheck(),
+           baselines: dict[str, Sequence[float]] | None = None) -> RankingResult:
+    """The statistics and the verdict of a check, from each architecture's fitness and quick truth;
+    ``baselines`` (e.g. parameters, MACs per architecture) get their own tau against the same truth.
+
+    >>> r = assess([(0,), (1,), (2,), (3,), (4,), (5,)], [1, 2, 3, 4, 5, 6], [10, 20, 30, 40, 50, 60])
+    >>> r.verdict.startswith("the supernet ranks"), r.tau
+    (True, 1.0)
+    """
+    fit, tru = [float(f) for f in fitness], [float(t) for t in truth]
+    tau = stats.kendall_tau(fit, tru)
+    lo, hi = stats.bootstrap_ci(stats.kendall_tau, fit, tru, n_boot=settings.n_boot, seed=settings.seed)
+    p = stats.permutation_p(stats.kendall_tau, fit, tru, n_perm=settings.n_perm, seed=settings.seed,
+                            alternative="greater")
+    return RankingResult(
+        archs=tuple(tuple(int(c) for c in a) for a in archs), fitness=tuple(fit), truth=tuple(tru), tau=tau,
+        tau_ci=(lo, hi), rho=stats.spearman_rho(fit, tru), p_value=p, verdict=verdict(tau, lo, hi),
+        baselines=tuple((k, stats.kendall_tau([float(x) for x in v], tru)) for k, v in (baselines or {}).items()),
+    )
+
+
+def _journal_header(cfg, settings: RankingCheck, supernet_fp: dict[str, Any]) -> dict[str, Any]:
+    from autopanoptic.config import config_to_dict
+
+    d = config_to_dict(cfg)
+    return {"kind": "check-ranking", "settings": attrs.asdict(settings), "supernet": supernet_fp,
+            "retrain": d["retrain"], "search": {k: d["search"][k] for k in ("calib_batches", "calib_batch_size")}}
+
+
+def _read_journal(path: Path, header: dict[str, Any], *, repair: bool) -> dict[int, dict[str, Any]]:
+    """The finished entries of a journal; a torn last line (a killed run) is dropped, and with
+    ``repair`` the file is rewritten without it, so that new entries start on a line of their own."""
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    try:
+        first = json.loads(lines[0]) if lines else None
+    except ValueError:
+        first = None
+    if first != header:
+        raise CheckpointError(
+            f"{path}: written by a check with other settings or another supernet; pass the same options, "
+            "or delete the folder to start over"
+        )
+    done: dict[int, dict[str, Any]] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            entry = json.loads(line)
+            done[int(entry["i"])] = entry
+        except (ValueError, KeyError, TypeError):
+            if n == len(lines):  # a torn last line of a killed run: its architecture is trained again
+                if repair:
+                    from autopanoptic.io import atomic_write_text
+
+                    atomic_write_text(path, "\n".join(lines[:-1]) + "\n")
+                break
+            raise CheckpointError(f"{path}: line {n} is damaged; delete the folder to start over") from None
+    return done
+
+
+def _append(path: Path, obj: dict[str, Any]) -> None:
+    import os
+
+    with open(path, "a") as f:
+        f.write(json.dumps(obj) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
+                  progress: bool = True) -> RankingResult:
+    """Run the check on the run folder ``run`` (see the module docstring)."""
+    from autopanoptic.engine import distributed, pipeline
+    from autopanoptic.engine.scratch import train_and_score
+    from autopanoptic.engine.search import calibration_batches, path_fitness
+
+    world = distributed.world()
+    data = data or pipeline.prepare_data(cfg, run, progress=progress)
+    splits = data.splits
+    pool_train = sorted(set(splits.train) - set(splits.val))
+    if len(pool_train) < 2:
+        raise ConfigError("check-ranking trains on the training images outside the search-validation split; "
+                          "there are fewer than 2: add images or lower data.val_fraction")
+    supernet = pipeline.load_supernet(cfg, run, data, device=device)
+    restriction = pipeline.restriction_for(cfg, supernet.search_space)
+    from autopanoptic.engine.checkpoint import load_checkpoint
+
+    sup_state = load_checkpoint(run.root / "supernet" / "checkpoint.pt", map_location="cpu")
+    supernet_fp = {"step": int(sup_state["step"]), **{k: v for k, v in sup_state.get("fingerprint", {}).items()}}
+    del sup_state
+    folder = run.root / "check-ranking"
+    journal = folder / "journal.jsonl"
+    header = json.loads(json.dumps(_journal_header(cfg, settings, supernet_fp)))
+    done = _read_journal(journal, header, repair=world.is_main)
+    distributed.barrier()  # no rank reads the journal after rank 0 may have repaired it
+
+    # 1-2: the pool's fitness, and the picked architectures
+    pool = [restriction.to_full(restriction.sub.sample(np.random.default_rng([settings.seed, 17, i])))
+            for i in range(settings.pool)]
+    calib = calibration_batches(data.train, splits.calib, cfg.search.calib_batches, cfg.search.calib_batch_size,
+                                device)
+    mine = {i: path_fitness(supernet, pool[i], data.train, splits.val, calib, device=device)
+            for i in distributed.shard(range(len(pool)), world)}
+    for part in (distributed.all_gather_objects(mine) if world.active else []):
+        mine.update(part)
+    fitness = [mine[i] for i in range(len(pool))]
+    picked = pick_spread(fitness, settings.archs)
+    from autopanoptic.nn import count
+
+    costs = [count(supernet, pool[i], cfg.search.cost_image_size) for i in picked]
+    del supernet
+
+    # 3: quick truth, resumable; one architecture per rank at a time
+    if world.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not journal.exists():
+            from autopanoptic.io import atomic_write_text
+
+            atomic_write_text(journal, json.dumps(header) + "\n")
+    todo = [j for j in range(len(picked)) if j not in done]
+    rc = cfg.retrain
+    preset = rc.preset or cfg.model.preset
+    overrides = dict(rc.overrides) if rc.preset else {**dict(cfg.model.overrides), **dict(rc.overrides)}
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    recipe = attrs.evolve(rc, steps=settings.steps, init_from_supernet=False,
+                          checkpoint_every=max(1, min(rc.checkpoint_every, settings.steps)))
+    bar = None
+    if progress and world.is_main and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(picked), initial=len(picked) - len(todo), desc="check-ranking", unit="arch")
+    for start in range(0, len(todo), world.size):
+        round_ = todo[start : start + world.size]
+        out: dict[int, dict[str, Any]] = {}
+        if world.rank < len(round_):
+            j = round_[world.rank]
+            i = picked[j]
+            score = train_and_score(
+                preset, pool[i], data.train, pool_train, data.train, splits.val, recipe,
+                seed=rc.seed, overrides=overrides, device=device, flip=cfg.data.flip,
+                eval_batch_size=cfg.eval.batch_size, alone=True,
+                checkpoint_path=folder / f"arch{j:02d}-rank{world.rank}.pt",
+            )
+            out[j] = {"i": j, "pool_index": i, "arch": list(pool[i]), "fitness": fitness[i], "score": score.to_json()}
+        for part in (distributed.all_gather_objects(out) if world.active else []):
+            out.update(part)
+        for j in round_:
+            done[j] = out[j]
+            if world.is_main:
+                _append(journal, out[j])
+                for p in folder.glob(f"arch{j:02d}-rank*.pt"):
+                    p.unlink(missing_ok=True)
+        if bar is not None:
+            bar.update(len(round_))
+    if bar is not None:
+        bar.close()
+
+    # 4: statistics
+    entries = [done[j] for j in range(len(picked))]
+    for e, j in zip(entries, range(len(picked))):
+        if e["arch"] != list(pool[picked[j]]):
+            raise CheckpointError(f"{journal}: entry {j} is for another architecture; delete the folder to start over")
+    result = assess([tuple(e["arch"]) for e in entries], [e["fitness"] for e in entries],
+                    [e["score"]["pq"] for e in entries], settings,
+                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs]})
+    if world.is_main:
+        atomic_write_json(folder / "result.json", {**result.to_json(), "settings": attrs.asdict(settings),
+                                                   "quick_truth": {"steps": settings.steps,
+                                                                   "train_images": len(pool_train),
+                                                                   "scored_on": "search-validation split",
+                                                                   "val_images": len(splits.val)}})
+        plot_ranking(result, run.root / "plots" / "check_ranking.png")
+    return result
+
+
+def plot_ranking(result: RankingResult, path: Path) -> Path:
+    """Scatter of supernet fitness against the quick truth, with tau and its interval in the title."""
+    from autopanoptic.engine.report import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    ax.scatter([100 * f for f in result.fitness], [100 * t for t in result.truth], s=18)
+    ax.set_xlabel("supernet fitness (PQ % on the search-validation split)")
+    ax.set_ylabel("trained from scratch (PQ %)")
+    lo, hi = result.tau_ci
+    ax.set_title(f"Kendall tau {result.tau:.2f} [{lo:.2f}, {hi:.2f}], n = {len(result.archs)}", fontsize=9)
+    return _save(fig, path)

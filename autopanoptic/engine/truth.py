@@ -1,0 +1,209 @@
+"""Ground-truth tables: architectures trained from scratch with several seeds, as a value.
+
+A table (written by ``benchmarks/ground_truth.py``; the one for the ``tiny`` space ships as
+``benchmarks/ground_truth/tiny.json``) records the data (a :class:`~autopanoptic.config.DataConfig`),
+the training recipe (a :class:`~autopanoptic.config.RetrainConfig`), the architectures in the
+full-space encoding and every finished (architecture, seed) run. :class:`GroundTruth` reads it and
+answers what every ranking claim needs: the per-architecture means, how reliable they are, where a
+PQ falls in the distribution, and whether a run's settings make its retrained PQ comparable with the
+table at all (:meth:`GroundTruth.mismatch`).
+
+Example::
+
+    gt = GroundTruth.load("benchmarks/ground_truth/tiny.json")
+    archs, means = gt.means()
+    gt.percentile(0.35)          # share of the table's architectures below PQ 0.35
+    gt.mismatch(cfg)             # None when cfg's data and retraining match the table
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from autopanoptic.errors import DataError
+from autopanoptic.search import stats
+
+__all__ = ["GroundTruth", "Reliability", "comparison", "table_for"]
+
+FORMAT = 1
+# settings that do not change what a retraining reaches
+_IGNORED = {"data": {"root", "images", "json", "pngs", "eval_root", "eval_images", "eval_json", "eval_pngs"},
+            "retrain": {"checkpoint_every", "seed", "backbone_weights"}}
+
+
+@attrs.frozen
+class Reliability:
+    """How trustworthy the per-architecture means are (see :mod:`autopanoptic.search.stats`)."""
+
+    n_archs: int  # architectures with at least 2 seeds
+    seeds: float  # mean number of seeds of those
+    split_half: float  # split-half reliability of the mean, Spearman-Brown corrected
+    icc: float  # the same by one-way ANOVA, ICC(1, k)
+    sd_between: float  # sd of the architectures' true values
+    sd_within: float  # sd of one run around its architecture's value (seed noise)
+    sd_means: float  # sd of the per-architecture means
+    se_mean: float  # standard error of one mean (sd_within / sqrt(seeds))
+
+    @property
+    def spread_over_se(self) -> float:
+        return self.sd_means / self.se_mean if self.se_mean > 0 else float("inf")
+
+
+@attrs.frozen
+class GroundTruth:
+    """One ground-truth table (see the module docstring)."""
+
+    preset: str
+    exclude_ops: tuple[str, ...]
+    data: dict[str, Any] = attrs.field(eq=False)
+    recipe: dict[str, Any] = attrs.field(eq=False)
+    archs: tuple[tuple[int, ...], ...]
+    runs: tuple[tuple[dict[str, Any], ...], ...] = attrs.field(eq=False)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> GroundTruth:
+        """Read a table; a missing or malformed file is a :class:`DataError` naming it."""
+        path = Path(path)
+        try:
+            obj = json.loads(path.read_text())
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the ground-truth table ({e.strerror})") from None
+        except ValueError as e:
+            raise DataError(f"{path}: not a JSON ground-truth table ({e})") from None
+        return cls.from_json(obj, source=str(path), path=path)
+
+    @classmethod
+    def from_json(cls, obj: Any, *, source: str = "ground truth", path: Path | None = None) -> GroundTruth:
+        try:
+            if obj.get("format") != FORMAT:
+                raise DataError(f"{source}: ground-truth format {obj.get('format')!r}, this release reads {FORMAT}")
+            archs = tuple(tuple(int(c) for c in a["arch"]) for a in obj["architectures"])
+            runs = tuple(tuple(a["runs"]) for a in obj["architectures"])
+            for rs in runs:
+                for r in rs:
+                    float(r["pq"]), int(r["seed"])
+            return cls(preset=str(obj["preset"]), exclude_ops=tuple(obj["exclude_ops"]), data=dict(obj["data"]),
+                       recipe=dict(obj["recipe"]), archs=archs, runs=runs, path=path)
+        except DataError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{source}: not a ground-truth table ({type(e).__name__}: {e})") from None
+
+    def table(self, key: str = "pq") -> list[list[float]]:
+        """Per architecture, the ``key`` of each finished seed (possibly none)."""
+        return [[float(r[key]) for r in rs] for rs in self.runs]
+
+    def means(self, key: str = "pq", min_seeds: int = 1) -> tuple[list[tuple[int, ...]], np.ndarray]:
+        """The architectures with at least ``min_seeds`` finished seeds, and their mean ``key``."""
+        keep = [i for i, rs in enumerate(self.runs) if len(rs) >= max(1, min_seeds)]
+        t = self.table(key)
+        return [self.archs[i] for i in keep], np.array([np.mean(t[i]) for i in keep])
+
+    def reliability(self, key: str = "pq") -> Reliability:
+        rows = [r for r in self.table(key) if len(r) >= 2]
+        icc, sb, sw = stats.mean_reliability(rows)
+        k = float(np.mean([len(r) for r in rows])) if rows else float("nan")
+        means = [float(np.mean(r)) for r in rows]
+        return Reliability(
+            n_archs=len(rows), seeds=k, split_half=stats.split_half_reliability(rows), icc=icc, sd_between=sb,
+            sd_within=sw, sd_means=float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
+            se_mean=sw / np.sqrt(k) if rows else float("nan"),
+        )
+
+    def percentile(self, value: float, key: str = "pq", min_seeds: int = 1) -> float:
+        """Share of the table's architectures whose mean is below ``value`` (ties count half), in [0, 1]."""
+        _, m = self.means(key, min_seeds)
+        if len(m) == 0:
+            return float("nan")
+        return float((np.sum(m < value) + 0.5 * np.sum(m == value)) / len(m))
+
+    def mismatch(self, cfg: Any) -> str | None:
+        """Why a run with config ``cfg`` is not comparable with the table (``None`` if it is): the
+        same generated data and splits, the same preset and sampling space, and a retraining from
+        scratch with the same recipe."""
+        from autopanoptic.config import config_to_dict
+
+        d = config_to_dict(cfg)
+        if cfg.data.root is not None:
+            return "the run uses its own dataset (data.root), the table generated data"
+        if cfg.model.preset != self.preset or (cfg.retrain.preset or cfg.model.preset) != self.preset:
+            return f"the table is for the {self.preset!r} preset"
+        if cfg.model.overrides or cfg.retrain.overrides:
+            return "the run overrides the network's shape (model/retrain overrides)"
+        if tuple(cfg.model.exclude_ops) != self.exclude_ops:
+            return f"the table's sampling space excludes {list(self.exclude_ops)}, the run's {list(cfg.model.exclude_ops)}"
+        for section, want in (("data", self.data), ("retrain", self.recipe)):
+            for k, v in want.items():
+                if k in _IGNORED.get(section, ()):
+                    continue
+                got = d[section].get(k)
+                if _norm(got) != _norm(v):
+                    return f"{section}.{k} is {got!r} in the run, {v!r} in the table"
+        return None
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 9)
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    return v
+
+
+def spread_table(values: Sequence[float]) -> dict[str, float]:
+    """min / quartiles / max / mean / sd of ``values`` (for reports)."""
+    v = np.asarray(values, float)
+    q = np.quantile(v, [0, 0.25, 0.5, 0.75, 1]) if len(v) else [np.nan] * 5
+    return {"min": float(q[0]), "q1": float(q[1]), "median": float(q[2]), "q3": float(q[3]), "max": float(q[4]),
+            "mean": float(v.mean()) if len(v) else float("nan"),
+            "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")}
+
+
+def table_for(cfg: Any) -> Path | None:
+    """The ground-truth table a run's report compares with (``eval.ground_truth``; ``auto``: the
+    source tree's ``benchmarks/ground_truth/<preset>.json`` if it exists)."""
+    want = cfg.eval.ground_truth
+    if want is None:
+        return None
+    if want != "auto":
+        return Path(want).expanduser()
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ground_truth" / f"{cfg.model.preset}.json"
+    return path if path.exists() else None
+
+
+def comparison(cfg: Any, pq: float) -> list[str]:
+    """Report lines: where a run's retrained PQ falls in the ground truth, or why that does not apply."""
+    path = table_for(cfg)
+    if path is None:
+        return ["No ground-truth table for this configuration (`eval.ground_truth`); no comparison."]
+    try:
+        gt = GroundTruth.load(path)
+    except DataError as e:
+        return [f"The ground-truth table could not be read: {e}"]
+    why = gt.mismatch(cfg)
+    if why is not None:
+        return [f"The comparison with the ground truth (`{path.name}`) does not apply: {why}. It applies to a run "
+                "with the table's data, preset, sampling space and retraining recipe (from scratch); see "
+                "docs/benchmarks/ground-truth.md."]
+    single = [float(r["pq"]) for rs in gt.runs for r in rs]
+    _, means = gt.means(min_seeds=max((len(r) for r in gt.runs), default=1))
+    if not single:
+        return [f"The ground-truth table `{path.name}` holds no finished run yet."]
+    below = float(np.mean([x < pq for x in single]) + 0.5 * np.mean([x == pq for x in single]))
+    lines = [f"The retrained network reaches PQ {100 * pq:.1f}. Against the ground truth of random architectures "
+             f"of this space trained with the same data and recipe (`{path.name}`): it beats "
+             f"{100 * below:.0f}% of the table's {len(single)} single trainings (median "
+             f"{100 * float(np.median(single)):.1f}, best {100 * max(single):.1f})"]
+    if len(means):
+        lines[0] += (f", and {100 * gt.percentile(pq, min_seeds=max(len(r) for r in gt.runs)):.0f}% of its "
+                     f"{len(means)} architecture means (median {100 * float(np.median(means)):.1f}).")
+    else:
+        lines[0] += "."
+    return lines

@@ -1,0 +1,61 @@
+"""Training-free scores of an architecture: baselines any supernet ranking must beat.
+
+- parameters and multiply-accumulates: :func:`autopanoptic.nn.count`;
+- :func:`naswot_score`: the "NAS without training" score of Mellor et al. (ICML 2021). An untrained
+  network sees a batch of images; every ReLU's on/off pattern gives each image a binary code; the
+  score is ``log |det K|`` with ``K[i, j]`` the number of units on which images ``i`` and ``j``
+  agree. Networks whose activations tell the images apart score higher.
+
+Here the codes come from the dense part of the panoptic network (backbone, FPN, semantic subnet,
+both attention directions, semantic classifier: every ``nn.ReLU`` module in them) on the padded
+batch; the RoI heads (and so the mask head's searchable layers) do not contribute, since their
+inputs depend on proposals.
+
+>>> import torch
+>>> from autopanoptic.nn import build_network
+>>> from autopanoptic.search.spaces import auto_panoptic
+>>> net = build_network("tiny", auto_panoptic((1, 1, 2, 1)).sample(0), 2, 3)
+>>> s = naswot_score(net, [torch.rand(3, 32, 32) for _ in range(4)])
+>>> isinstance(s, float)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["naswot_score"]
+
+
+def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 0) -> float:
+    """NASWOT score of a standalone panoptic network (freshly initialised, ``torch.manual_seed(seed)``
+    is *not* applied here: pass an untrained network) on ``images`` (a list of ``3 x H x W`` tensors
+    in ``[0, 1]``, at least 2)."""
+    if len(images) < 2:
+        raise ValueError("naswot_score needs at least 2 images")
+    dense = [net.backbone, net.fpn, net.semantic_subnet, net.f2b, net.b2f, net.semantic_classifier]
+    n = len(images)
+    device = next(net.parameters()).device
+    K = torch.zeros(n, n, dtype=torch.float64, device=device)
+
+    def hook(_module, _inputs, out):
+        c = (out.detach() > 0).reshape(n, -1).to(torch.float64)
+        K.add_(c @ c.T).add_((1 - c) @ (1 - c).T)
+
+    handles = [m.register_forward_hook(hook) for part in dense for m in part.modules() if isinstance(m, nn.ReLU)]
+    was_training = net.training
+    try:
+        net.train()
+        with torch.no_grad():
+            x = net.preprocess(list(images)).tensors
+            bb, _mask, sem, f2b, b2f = net._split(net._path(None))
+            net._dense(x, bb, sem, f2b, b2f)
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    sign, logdet = torch.linalg.slogdet(K)
+    return float(logdet) if sign > 0 else float("-inf")

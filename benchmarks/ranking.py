@@ -1,0 +1,304 @@
+"""Estimators of architecture quality against the ground truth of the ``tiny`` space.
+
+For every architecture of the ground-truth table (``benchmarks/ground_truth.py``) that has all its
+seeds, each estimator gives a score; this script reports Kendall's tau and Spearman's rho of each
+score against the ground-truth mean PQ, with 95% bootstrap intervals, into
+``docs/benchmarks/ranking.md``. Estimators (all library calls):
+
+- training-free: parameters and MACs at 64 px (:func:`autopanoptic.nn.count`), and the NASWOT score
+  of the untrained network (:func:`autopanoptic.nn.proxies.naswot_score`, 8 training images);
+- low fidelity: the architecture trained from scratch for ``--short-steps`` steps (seed 0) with the
+  table's recipe otherwise, PQ on the table's evaluation images
+  (:func:`autopanoptic.engine.scratch.train_and_score`);
+- supernets trained on the table's training images with the demo's recipe (``tiny`` preset, strict
+  fairness), in variants: ``demo`` (300 steps, the search-validation images inside supernet
+  training: today's default), ``holdout`` (300 steps, ``train.holdout_val=true``) and longer
+  trainings (``--supernet-steps``); for each, the search fitness (BN recalibration on 16 images,
+  PQ on the 100 search-validation images; :func:`autopanoptic.engine.search.path_fitness`), the
+  validation loss (:func:`autopanoptic.engine.search.path_loss`, lower is better) and per-op rank
+  scoring (the fitness of ``--pool`` random paths ranked; each op scored by the mean rank of the
+  paths using it; an architecture by the sum of its ops' scores: an additive model that averages
+  the per-path noise over the paths that share an op).
+
+Every measurement is cached in ``<work>/ranking/estimates.json`` as it is made, so the script
+resumes. Run (about an hour of one core; reads the table, trains supernets into ``<work>``)::
+
+    nice -n 10 .venv/bin/python benchmarks/ranking.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import attrs  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ground_truth import EXCLUDE_OPS, PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, draw_archs, open_truth_data  # noqa: E402
+
+from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
+
+
+class Cache:
+    """``{estimator: {arch_index: value}}`` in a JSON file, written after every value."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, name: str, i: int):
+        return self.data.get(name, {}).get(str(i))
+
+    def put(self, name: str, i: int, value: float, seconds: float) -> None:
+        self.data.setdefault(name, {})[str(i)] = value
+        self.data.setdefault("_seconds", {}).setdefault(name, 0.0)
+        self.data["_seconds"][name] += seconds
+        atomic_write_json(self.path, self.data)
+
+
+def supernet_config(work: Path, steps: int, holdout: bool):
+    from autopanoptic.config import load_config
+
+    d = TRUTH_DATA
+    return load_config("tiny", [
+        f"data.root={work / 'data'}", f"data.eval_fraction={d.eval_fraction}", f"data.val_fraction={d.val_fraction}",
+        f"data.split_seed={d.split_seed}", f"train.steps={steps}", f"train.holdout_val={str(holdout).lower()}",
+        "search.calib_batches=4", "search.calib_batch_size=4",
+    ])
+
+
+def measure(args) -> dict:
+    import torch
+
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.datasets import load_batch
+    from autopanoptic.engine.runs import RunDir
+    from autopanoptic.engine.scratch import train_and_score
+    from autopanoptic.engine.search import calibration_batches, path_fitness, path_loss
+    from autopanoptic.engine.truth import GroundTruth
+    from autopanoptic.nn import build_network, count
+    from autopanoptic.nn.proxies import naswot_score
+
+    torch.set_num_threads(1)
+    gt = GroundTruth.load(args.table)
+    ds, splits = open_truth_data(args.work)
+    cats = ds.categories
+    cache = Cache(args.work / "ranking" / "estimates.json")
+    archs = {i: a for i, a in enumerate(gt.archs)}
+    table_idx = list(archs)
+
+    def each(name, fn, indices=None):
+        for i in (indices if indices is not None else table_idx):
+            if cache.get(name, i) is None:
+                t = time.perf_counter()
+                v = fn(i, archs[i])
+                cache.put(name, i, float(v), time.perf_counter() - t)
+        print(f"{name}: done", flush=True)
+
+    each("params", lambda i, a: count(PRESET, a, 64, num_thing_classes=cats.num_things,
+                                      num_stuff_classes=cats.num_stuff)[0])
+    each("macs", lambda i, a: count(PRESET, a, 64, num_thing_classes=cats.num_things,
+                                    num_stuff_classes=cats.num_stuff)[1])
+    images = load_batch(ds, list(splits.train[:8]))[0]
+
+    def naswot(i, a):
+        torch.manual_seed(0)
+        return naswot_score(build_network(PRESET, a, cats.num_things, cats.num_stuff), images)
+
+    each("naswot", naswot)
+    # supernets first (cheap per architecture); the low-fidelity trainings last
+    for steps in args.supernet_steps:
+        first = steps == args.supernet_steps[0]
+        for holdout in ((False, True) if first else (True,)):
+            name = ("holdout" if holdout else "demo") + ("" if steps == 300 else f"-{steps}")
+            cfg = supernet_config(args.work, steps, holdout)
+            with RunDir(args.work / "supernets" / name) as run:
+                data = pipeline.prepare_data(cfg, run, progress=False)
+                for part in ("train", "val", "eval"):
+                    assert getattr(data.splits, part) == getattr(splits, part), f"{part} split differs from the table's"
+                t = time.perf_counter()
+                pipeline.train_supernet(cfg, run, data, progress=False)
+                cache.data.setdefault("_train_seconds", {}).setdefault(name, time.perf_counter() - t)
+                sup = pipeline.load_supernet(cfg, run, data)
+            calib = calibration_batches(ds, data.splits.calib, 4, 4, "cpu")
+            each(f"{name}:pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib))
+            each(f"{name}:loss", lambda i, a: -path_loss(sup, a, ds, splits.val, calib))
+            r = pipeline.restriction_for(cfg, sup.search_space)
+            pool = {args.pool_offset + k: r.to_full(r.sub.sample(np.random.default_rng([99, k])))
+                    for k in range(args.pool)}
+            for k, a in pool.items():
+                archs.setdefault(k, a)
+            each(f"{name}:pool-pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib), list(pool))
+            if first:  # more validation images: 300 generated images no training ever saw
+                extra, extra_idx = extra_val(args.work)
+                each(f"{name}:pq-val300", lambda i, a: path_fitness(sup, a, extra, extra_idx, calib))
+            if first and holdout and args.fewshot_steps:
+                from autopanoptic.engine.fewshot import most_influential_layer, train_children
+
+                pool_fit = [cache.get(f"{name}:pool-pq", k) for k in pool]
+                layer = most_influential_layer(r.sub.n_choices, [r.to_sub(a) for a in pool.values()], pool_fit)
+                fs = f"{name}+fewshot{args.fewshot_steps}"
+                t = time.perf_counter()
+                children = train_children(sup, r, layer, ds, pipeline.supernet_pool(cfg, splits), cfg.train,
+                                          steps=args.fewshot_steps, checkpoint_dir=args.work / "supernets" / fs)
+                cache.data.setdefault("_train_seconds", {}).setdefault(fs, time.perf_counter() - t)
+                cache.data.setdefault("_fewshot_layer", {})[fs] = sup.search_space.layers[layer].name
+                each(f"{fs}:pq", lambda i, a: path_fitness(children[a[layer]], a, ds, splits.val, calib))
+                children = None
+            sup = None  # free the supernet before the next one
+    short = attrs.evolve(TRUTH_RECIPE, steps=args.short_steps)
+    each(f"scratch-{args.short_steps}", lambda i, a: train_and_score(
+        PRESET, a, ds, splits.train, ds, splits.eval, short, seed=0).pq, [i for i in table_idx if gt.runs[i]])
+    return cache.data
+
+
+def extra_val(work: Path):
+    """300 more images of the table's generator (indices 600-899: never in any split of the table)."""
+    from autopanoptic.data import write_synthetic
+    from autopanoptic.engine.datasets import open_dataset
+    from autopanoptic.engine.pipeline import synthetic_marker
+
+    d = attrs.evolve(TRUTH_DATA, synthetic_images=900)
+    root = work / "data-900"
+    marker = root / "synthetic.json"
+    if not marker.exists() or json.loads(marker.read_text()) != synthetic_marker(d):
+        write_synthetic(root, 900, size=d.synthetic_size, seed=d.synthetic_seed, kind=d.kind, style=d.synthetic_style)
+        atomic_write_json(marker, synthetic_marker(d))
+    return open_dataset(root, "images", "panoptic.json", "panoptic", d.kind), list(range(600, 900))
+
+
+def per_op_scores(space_n_choices, pool_archs, pool_fit):
+    """Per layer and choice, the mean rank (1 = worst) of the pool paths using it, centred."""
+    from autopanoptic.search.stats import average_ranks
+
+    ranks = average_ranks(pool_fit)
+    a = np.asarray(pool_archs)
+    scores = []
+    for layer, n in enumerate(space_n_choices):
+        row = []
+        for c in range(n):
+            use = a[:, layer] == c
+            row.append(float(ranks[use].mean() - ranks.mean()) if use.any() else 0.0)
+        scores.append(row)
+    return scores
+
+
+def report(args, data: dict) -> str:
+    from _machine import cpu_name
+
+    from autopanoptic.engine.truth import GroundTruth
+    from autopanoptic.search import stats
+
+    gt = GroundTruth.load(args.table)
+    n_seeds = max(len(r) for r in gt.runs)
+    idx = [i for i, r in enumerate(gt.runs) if len(r) == n_seeds]
+    truth = np.array([np.mean([r["pq"] for r in gt.runs[i]]) for i in idx])
+
+    space, _ = draw_archs(0, json.loads(args.table.read_text())["arch_seed"])
+    rows = []
+
+    def add(name, label, values, cost):
+        have = [k for k, i in enumerate(idx) if values.get(str(i)) is not None]
+        if len(have) < 4:
+            rows.append((label, len(have), None, None, None, None, cost))
+            return
+        x = [values[str(idx[k])] for k in have]
+        y = truth[have]
+        tau, rho = stats.kendall_tau(x, y), stats.spearman_rho(x, y)
+        tci = stats.bootstrap_ci(stats.kendall_tau, x, y, n_boot=4000, seed=0)
+        rci = stats.bootstrap_ci(stats.spearman_rho, x, y, n_boot=4000, seed=0)
+        rows.append((label, len(have), tau, tci, rho, rci, cost))
+
+    sec = data.get("_seconds", {})
+
+    def cost(name):
+        vals = data.get(name, {})
+        return f"{sec.get(name, 0) / max(len(vals), 1):.1f} s / arch" if vals else "-"
+
+    add("params", "parameters (more is better)", data.get("params", {}), cost("params"))
+    add("macs", "MACs at 64 px", data.get("macs", {}), cost("macs"))
+    add("naswot", "NASWOT (untrained network, 8 images)", data.get("naswot", {}), cost("naswot"))
+    for key in sorted(k for k in data if k.startswith("scratch-")):
+        add(key, f"trained from scratch for {key.split('-')[1]} steps (1 seed)", data[key], cost(key))
+    for name in [k[:-3] for k in data if k.endswith(":pq") and not k.endswith("pool-pq") and "fewshot" not in k]:
+        train_s = data.get("_train_seconds", {}).get(name)
+        tcost = f"supernet {train_s / 60:.0f} min" if train_s else "supernet"
+        add(f"{name}:pq", f"supernet `{name}`: search fitness (PQ, 100 val images)", data[f"{name}:pq"],
+            f"{tcost} + {cost(name + ':pq')}")
+        add(f"{name}:loss", f"supernet `{name}`: validation loss (lower is better)", data.get(f"{name}:loss", {}),
+            cost(name + ":loss"))
+        pq_, loss_ = data[f"{name}:pq"], data.get(f"{name}:loss", {})
+        both = [k for k in pq_ if k in loss_]
+        if both:
+            rp = stats.average_ranks([pq_[k] for k in both])
+            rl = stats.average_ranks([loss_[k] for k in both])
+            add(f"{name}:pq+loss", f"supernet `{name}`: PQ rank + loss rank", {k: float(a + b) for k, a, b in
+                                                                                 zip(both, rp, rl)}, "-")
+        if data.get(f"{name}:pq-val300"):
+            add(f"{name}:pq-val300", f"supernet `{name}`: search fitness on 300 more images", data[f"{name}:pq-val300"],
+                cost(name + ":pq-val300"))
+        pool = data.get(f"{name}:pool-pq", {})
+        if len(pool) >= 8:
+            from autopanoptic.engine.restrict import OpRestriction
+
+            pool_idx = sorted(pool, key=int)
+            r = OpRestriction.build(space, EXCLUDE_OPS)
+            arch_of = {k: r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - args.pool_offset])))
+                       for k in pool_idx}
+            scores = per_op_scores(space.n_choices, [arch_of[k] for k in pool_idx], [pool[k] for k in pool_idx])
+            vals = {str(i): float(sum(scores[l][c] for l, c in enumerate(gt.archs[i]))) for i in idx}
+            add(f"{name}:per-op", f"supernet `{name}`: per-op rank scoring over {len(pool)} random paths", vals,
+                f"{len(pool)} fitness evaluations")
+    for fs in [k[:-3] for k in data if k.endswith(":pq") and "fewshot" in k]:
+        train_s = data.get("_train_seconds", {}).get(fs)
+        layer = data.get("_fewshot_layer", {}).get(fs, "?")
+        add(f"{fs}:pq", f"few-shot `{fs}`: children split on `{layer}`, search fitness", data[f"{fs}:pq"],
+            f"children {train_s / 60:.0f} min + {cost(fs + ':pq')}" if train_s else cost(fs + ":pq"))
+    L = ["# Estimators against the ground truth", "",
+         "Kendall's tau and Spearman's rho between each estimator and the ground-truth mean PQ "
+         "([ground-truth.md](ground-truth.md)) of the architectures that have all their seeds, with 95% bootstrap "
+         "intervals (architectures resampled). Made by `benchmarks/ranking.py` from "
+         f"`{args.table.name}`; machine: {cpu_name()}, one torch thread.", "",
+         f"Ground truth: {len(idx)} architectures with all {n_seeds} seeds "
+         f"(mean PQ {100 * truth.mean():.1f}, sd {100 * truth.std(ddof=1):.2f} across architectures).", "",
+         "| estimator | n | Kendall tau [95%] | Spearman rho [95%] | cost |", "|---|---|---|---|---|"]
+    for label, n, tau, tci, rho, rci, c in rows:
+        if tau is None:
+            L.append(f"| {label} | {n} | - | - | {c} |")
+        else:
+            L.append(f"| {label} | {n} | {tau:+.2f} [{tci[0]:+.2f}, {tci[1]:+.2f}] | {rho:+.2f} [{rci[0]:+.2f}, "
+                     f"{rci[1]:+.2f}] | {c} |")
+    L += ["", "Supernets: the `tiny` preset trained with strict fairness on the table's 400 training images "
+          "(batch 2, lr 0.06, cosine, 10 warm-up steps: the demo's recipe); `demo` keeps the 100 "
+          "search-validation images inside its training (today's default), `holdout` leaves them out "
+          "(`train.holdout_val=true`); a number after the name is the number of steps (default 300). The "
+          "fitness recalibrates BatchNorm on 16 training images outside the validation split.", ""]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", type=Path, default=TABLE)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/ground-truth"))
+    ap.add_argument("--supernet-steps", type=int, nargs="+", default=[300, 900])
+    ap.add_argument("--pool", type=int, default=96, help="random paths for per-op rank scoring")
+    ap.add_argument("--pool-offset", type=int, default=100000, help="cache keys of the pool paths")
+    ap.add_argument("--short-steps", type=int, default=150)
+    ap.add_argument("--fewshot-steps", type=int, default=100, help="steps of each few-shot child (0: none)")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "ranking.md")
+    args = ap.parse_args()
+    data = json.loads((args.work / "ranking" / "estimates.json").read_text()) if args.report_only else measure(args)
+    text = report(args, data)
+    print(text)
+    atomic_write_text(args.out, text)
+
+
+if __name__ == "__main__":
+    main()

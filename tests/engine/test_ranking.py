@@ -1,0 +1,134 @@
+"""check-ranking: picking architectures, the statistics and verdict, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, strategies as st
+
+from autopanoptic.engine.ranking import RankingCheck, assess, pick_spread, verdict
+from autopanoptic_cli.main import main
+
+
+@given(st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=40), st.data())
+def test_pick_spread_covers_the_range_in_order(values, data):
+    k = data.draw(st.integers(1, len(values)))
+    idx = pick_spread(values, k)
+    assert len(idx) == len(set(idx)) == k
+    picked = [values[i] for i in idx]
+    assert picked == sorted(picked)
+    if k >= 2:
+        assert picked[0] == min(values) and picked[-1] == max(values)
+
+
+def _archs(n):
+    return [(i,) for i in range(n)]
+
+
+def test_assess_gives_each_verdict_only_when_the_data_say_so():
+    rng = np.random.default_rng(0)
+    truth = list(rng.normal(0.5, 0.05, 12))
+    good = assess(_archs(12), [t + rng.normal(0, 0.01) for t in truth], truth)
+    assert good.verdict.startswith("the supernet ranks") and good.tau > 0.5 and good.p_value < 0.01
+    assert good.tau_ci[0] > 0
+    shuffled = list(np.random.default_rng(3).permutation(truth))
+    assert abs(assess(_archs(12), shuffled, truth).tau) < 0.4
+    noise = assess(_archs(12), shuffled, truth)
+    assert noise.verdict.startswith("not distinguishable from random") and noise.tau_ci[0] <= 0 <= noise.tau_ci[1]
+    with_base = assess(_archs(12), shuffled, truth, baselines={"parameters": truth})
+    assert dict(with_base.baselines)["parameters"] == pytest.approx(1.0)
+    bad = assess(_archs(12), [-t for t in truth], truth)
+    assert "wrong way round" in bad.verdict and bad.p_value > 0.9
+    flat = assess(_archs(6), [0.1] * 6, [0.0] * 6)
+    assert flat.verdict.startswith("no ranking could be measured")
+    assert verdict(0.1, -0.2, 0.4).startswith("not distinguishable")
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="pool"):
+        RankingCheck(archs=12, pool=8)
+    with pytest.raises(ValueError, match="archs"):
+        RankingCheck(archs=2)
+
+
+TINY = [
+    "--set", "data.synthetic_images=14", "--set", "data.synthetic_size=40",
+    "--set", "data.eval_fraction=0.25", "--set", "data.val_fraction=0.3",
+    "--set", "train.steps=2", "--set", "train.batch_size=1", "--set", "train.checkpoint_every=1",
+    "--set", "search.calib_batches=1", "--set", "search.calib_batch_size=2",
+    "--set", "retrain.batch_size=1", "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+]
+CHECK = ["--archs", "4", "--steps", "2", "--pool", "5"]
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [*args], catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_check_ranking_end_to_end_resumes_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress", *TINY]
+    assert cli("check-ranking", *common, *CHECK).exit_code == 2  # no supernet yet: one clear line
+    assert cli("train-supernet", *common).exit_code == 0
+    res = cli("check-ranking", *common, *CHECK)
+    assert res.exit_code == 0, res.output
+    assert "tau" in res.output.splitlines()[-2] and "parameters alone" in res.output
+    folder = out / "check-ranking"
+    lines = (folder / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and json.loads(lines[0])["kind"] == "check-ranking"
+    first = json.loads((folder / "result.json").read_text())
+    assert first["n"] == 4 and first["settings"]["steps"] == 2
+    fits = [a["fitness"] for a in first["architectures"]]
+    assert fits == sorted(fits)  # picked in fitness order, spread over the pool's range
+    splits = json.loads((out / "splits.json").read_text())
+    assert first["quick_truth"]["train_images"] == len(set(splits["train"]) - set(splits["val"]))
+    assert (out / "plots" / "check_ranking.png").is_file()
+    assert "Does the supernet rank?" in (out / "report.md").read_text()
+    # a killed check (two entries left, a torn third) trains only what is missing, to the same result
+    (folder / "journal.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])
+    assert cli("check-ranking", *common, *CHECK).exit_code == 0
+    again = json.loads((folder / "result.json").read_text())
+    assert again["architectures"] == first["architectures"]
+    resumed = (folder / "journal.jsonl").read_text().splitlines()
+    assert resumed[:3] == lines[:3] and len(resumed) == 5 and all(json.loads(x) for x in resumed)
+    # other settings on the same journal: refused, journal untouched
+    before = (folder / "journal.jsonl").read_bytes()
+    res = CliRunner().invoke(main, ["check-ranking", *common, "--archs", "4", "--steps", "3", "--pool", "5"])
+    assert res.exit_code == 2 and "other settings" in res.output and "Traceback" not in res.output
+    assert (folder / "journal.jsonl").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_check_ranking_under_torchrun_equals_one_process(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    single = tmp_path / "single"
+    common = ["--device", "cpu", "--no-progress", *TINY]
+    assert cli("train-supernet", "--out", str(single), *common).exit_code == 0
+    dist = tmp_path / "dist"
+    shutil.copytree(single, dist)
+    assert cli("check-ranking", "--out", str(single), *common, *CHECK).exit_code == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "autopanoptic_cli.main", "check-ranking", "--out", str(dist), *common, *CHECK]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("details: ") == 1  # rank 0 alone prints
+
+    def entries(run: Path):
+        lines = (run / "check-ranking" / "journal.jsonl").read_text().splitlines()[1:]
+        out = sorted((json.loads(x) for x in lines), key=lambda e: e["i"])
+        for e in out:
+            e["score"].pop("seconds")
+        return out
+
+    a, b = entries(single), entries(dist)
+    assert len(a) == 4 and a == b  # same architectures, fitness, PQ and final loss, to the bit
+    assert all(e["score"]["loss"] > 0 for e in a)

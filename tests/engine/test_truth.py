@@ -1,0 +1,167 @@
+"""Ground-truth tables (engine.truth), the held-out supernet pool, the loss fitness and NASWOT."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from autopanoptic.config import Config, DataConfig, RetrainConfig, TrainConfig, config_to_dict, load_config
+from autopanoptic.engine.datasets import make_splits
+from autopanoptic.engine.pipeline import supernet_pool
+from autopanoptic.engine.truth import GroundTruth
+from autopanoptic.errors import DataError
+
+DATA = DataConfig(synthetic_images=60, synthetic_size=32, synthetic_style="hard", eval_fraction=1 / 3)
+RECIPE = RetrainConfig(init_from_supernet=False, steps=50)
+
+
+def table(pqs, data=DATA, recipe=RECIPE):
+    cfg = config_to_dict(Config(data=data, retrain=recipe))
+    return {"format": 1, "preset": "tiny", "exclude_ops": ["dfconv3x3", "dfconv5x5"], "data": cfg["data"],
+            "recipe": cfg["retrain"],
+            "architectures": [{"index": i, "arch": [i % 3] * 21,
+                               "runs": [{"seed": s, "pq": v} for s, v in enumerate(row)]}
+                              for i, row in enumerate(pqs)]}
+
+
+def test_reliability_percentile_and_means():
+    rng = np.random.default_rng(0)
+    true = rng.normal(0.4, 0.02, 30)
+    gt = GroundTruth.from_json(table([list(t + rng.normal(0, 0.005, 3)) for t in true] + [[0.9]]))
+    rel = gt.reliability()
+    assert rel.n_archs == 30 and rel.icc > 0.9 and rel.split_half > 0.9 and rel.spread_over_se > 2
+    archs, means = gt.means(min_seeds=3)
+    assert len(archs) == 30 and means == pytest.approx([np.mean(r) for r in gt.table()[:30]])
+    assert gt.percentile(1.0) == 1.0 and gt.percentile(0.0) == 0.0
+    assert gt.percentile(float(np.median(means)), min_seeds=3) == pytest.approx(0.5, abs=0.04)
+    noisy = GroundTruth.from_json(table([list(0.4 + rng.normal(0, 0.02, 3)) for _ in range(30)]))
+    assert noisy.reliability().icc < 0.5
+
+
+def test_a_run_is_comparable_only_with_the_same_data_and_recipe():
+    gt = GroundTruth.from_json(table([[0.1, 0.2]]))
+    cfg = Config(data=DATA, retrain=RECIPE, train=TrainConfig(steps=7))
+    cfg = load_config("tiny", [])
+    from attrs import evolve
+
+    same = evolve(cfg, data=DATA, retrain=evolve(RECIPE, seed=4, checkpoint_every=3),
+                  model=evolve(cfg.model, exclude_ops=("dfconv3x3", "dfconv5x5")))
+    assert gt.mismatch(same) is None  # the retraining seed and checkpoints do not matter
+    assert "retrain.steps" in gt.mismatch(evolve(same, retrain=evolve(same.retrain, steps=51)))
+    assert "retrain.init_from_supernet" in gt.mismatch(evolve(same, retrain=evolve(same.retrain, init_from_supernet=True)))
+    assert "data.synthetic_style" in gt.mismatch(evolve(same, data=evolve(DATA, synthetic_style="basic")))
+    assert "sampling space" in gt.mismatch(evolve(same, model=evolve(same.model, exclude_ops=())))
+    assert "data.root" in gt.mismatch(evolve(same, data=evolve(DATA, root="/x")))
+
+
+def test_bad_tables_are_refused_with_the_file_named(tmp_path):
+    p = tmp_path / "t.json"
+    with pytest.raises(DataError, match="cannot read"):
+        GroundTruth.load(p)
+    p.write_text("{")
+    with pytest.raises(DataError, match="t.json: not a JSON"):
+        GroundTruth.load(p)
+    p.write_text(json.dumps({**table([[0.1]]), "format": 9}))
+    with pytest.raises(DataError, match="format 9"):
+        GroundTruth.load(p)
+    bad = table([[0.1]])
+    bad["architectures"][0]["runs"][0]["pq"] = "high"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(DataError, match="not a ground-truth table"):
+        GroundTruth.load(p)
+
+
+def test_holdout_val_keeps_the_validation_images_out_of_supernet_training():
+    cfg = load_config("tiny", ["data.synthetic_images=40"])
+    splits = make_splits(40, cfg.data, calib_images=4)
+    assert supernet_pool(cfg, splits) == splits.train
+    held = supernet_pool(load_config("tiny", ["data.synthetic_images=40", "train.holdout_val=true"]), splits)
+    assert set(held) == set(splits.train) - set(splits.val) and not set(held) & set(splits.val)
+
+
+def test_path_loss_and_naswot_measure_the_path_they_are_given():
+    from autopanoptic.data import write_synthetic
+    from autopanoptic.engine.datasets import load_batch, open_dataset
+    from autopanoptic.engine.search import calibration_batches, path_loss
+    from autopanoptic.nn import build_network, build_supernet
+    from autopanoptic.nn.proxies import naswot_score
+    import tempfile
+
+    root = tempfile.mkdtemp()
+    write_synthetic(root, 6, size=32, seed=1, style="hard")
+    ds = open_dataset(root, "images", "panoptic.json", "panoptic", "coco")
+    torch.manual_seed(0)
+    sup = build_supernet("tiny", ds.categories.num_things, ds.categories.num_stuff)
+    a, b = sup.search_space.sample(1), sup.search_space.sample(2)
+    calib = calibration_batches(ds, [0, 1], 1, 2, "cpu")
+    la = path_loss(sup, a, ds, [2, 3, 4], calib, batch_size=2)
+    assert np.isfinite(la) and la > 0
+    state = torch.random.get_rng_state()
+    assert path_loss(sup, a, ds, [2, 3, 4], calib, batch_size=2) == la  # deterministic
+    assert torch.equal(torch.random.get_rng_state(), state)  # and the caller's random state is untouched
+    assert path_loss(sup, b, ds, [2, 3, 4], calib) != pytest.approx(la, rel=1e-6)
+    imgs = load_batch(ds, [0, 1, 2, 3])[0]
+    net = build_network("tiny", a, ds.categories.num_things, ds.categories.num_stuff)
+    s1 = naswot_score(net, imgs)
+    assert np.isfinite(s1) and s1 == naswot_score(net, imgs)
+    assert naswot_score(net, [imgs[0]] * 4) == float("-inf")  # identical images cannot be told apart
+    with pytest.raises(ValueError):
+        naswot_score(net, imgs[:1])
+
+
+def test_the_report_compares_with_the_ground_truth_only_when_the_settings_match(tmp_path):
+    from attrs import evolve
+
+    from autopanoptic.engine.report import write_report
+    from autopanoptic.engine.runs import RunDir
+
+    cfg = load_config("tiny", ["retrain.init_from_supernet=false", "retrain.steps=50"])
+    d = config_to_dict(cfg)
+    t = table([[0.30, 0.32], [0.40, 0.42], [0.50, 0.52]])
+    t["data"], t["recipe"], t["exclude_ops"] = d["data"], d["retrain"], list(cfg.model.exclude_ops)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(t))
+    run_dir = tmp_path / "run"
+    (run_dir / "eval").mkdir(parents=True)
+    g = {"pq": 0.45, "sq": 0.7, "rq": 0.6, "n": 9}
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(
+        {"All": g, "Things": g, "Stuff": g, "per_class": {}, "n_images": 4, "retrain_steps": 50}))
+
+    def report(c) -> str:
+        with RunDir(run_dir) as run:
+            return write_report(run, c).read_text()
+
+    text = report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=str(path))))
+    assert "beats 67% of the table's 6 single trainings" in text and "67% of its 3 architecture means" in text
+    other = evolve(cfg, retrain=evolve(cfg.retrain, steps=60), eval=evolve(cfg.eval, ground_truth=str(path)))
+    text = report(other)
+    assert "does not apply: retrain.steps is 60 in the run, 50 in the table" in text and "beats" not in text
+    assert "no comparison" in report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=None)))
+    assert "Against the ground truth" not in report(None)  # no config, no claim
+
+
+@pytest.mark.slow
+def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_path):
+    from click.testing import CliRunner
+
+    from autopanoptic_cli.main import main
+
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress",
+              "--set", "data.synthetic_images=12", "--set", "data.synthetic_size=40", "--set", "data.val_fraction=0.3",
+              "--set", "train.steps=2", "--set", "train.batch_size=1", "--set", "search.policy=random",
+              "--set", "search.evaluations=3", "--set", "search.calib_batches=1", "--set", "search.calib_batch_size=2",
+              "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]"]
+    run = lambda *a: CliRunner().invoke(main, [*a], catch_exceptions=False)  # noqa: E731
+    assert run("train-supernet", *common).exit_code == 0
+    assert run("search", *common, "--set", "search.fitness=loss").exit_code == 0
+    assert (out / "search" / "journal-loss.jsonl").is_file() and not (out / "search" / "journal.jsonl").exists()
+    cands = json.loads((out / "search" / "candidates.json").read_text())
+    assert all(c["fitness"] < 0 for c in cands)  # minus a loss
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["fitness"] == max(c["fitness"] for c in cands)  # the lowest loss is chosen
+    assert run("search", *common).exit_code == 0  # the PQ search has its own journal
+    assert (out / "search" / "journal.jsonl").is_file()

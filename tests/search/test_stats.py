@@ -1,0 +1,120 @@
+"""Rank statistics of autopanoptic.search.stats against brute-force definitions (Hypothesis)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from autopanoptic.search import stats
+
+samples = st.lists(st.tuples(st.integers(0, 5), st.integers(-3, 3)), min_size=3, max_size=14)
+
+
+def tau_b_by_definition(x, y) -> float:
+    conc = disc = tx = ty = 0
+    for i, j in itertools.combinations(range(len(x)), 2):
+        dx, dy = x[i] - x[j], y[i] - y[j]
+        if dx == 0 and dy == 0:
+            continue
+        if dx == 0:
+            tx += 1
+        elif dy == 0:
+            ty += 1
+        elif dx * dy > 0:
+            conc += 1
+        else:
+            disc += 1
+    den = ((conc + disc + tx) * (conc + disc + ty)) ** 0.5
+    return (conc - disc) / den if den else float("nan")
+
+
+@given(samples)
+def test_kendall_tau_b_matches_its_definition_with_ties(pairs):
+    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    want, got = tau_b_by_definition(x, y), stats.kendall_tau(x, y)
+    assert (np.isnan(want) and np.isnan(got)) or got == pytest.approx(want, abs=1e-12)
+
+
+@given(samples)
+def test_spearman_is_pearson_of_average_ranks(pairs):
+    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    rx, ry = stats.average_ranks(x), stats.average_ranks(y)
+    got = stats.spearman_rho(x, y)
+    if rx.std() == 0 or ry.std() == 0:
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(np.corrcoef(rx, ry)[0, 1], abs=1e-12)
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=2, max_size=12, unique=True))
+def test_perfect_and_reversed_orderings_and_monotone_invariance(x):
+    y = [3 * v + 1 for v in x]
+    assert stats.kendall_tau(x, y) == pytest.approx(1.0)
+    assert stats.kendall_tau(x, [-v for v in y]) == pytest.approx(-1.0)
+    assert stats.spearman_rho(x, [np.exp(v / 1e3) for v in x]) == pytest.approx(1.0)
+
+
+@given(samples, samples)
+def test_pooled_statistics_use_pairs_within_groups_only(a, b):
+    ga = ([p[0] for p in a], [p[1] for p in a])
+    gb = ([p[0] + 100 for p in b], [p[1] - 100 for p in b])  # a shift between groups must not matter
+    pooled = stats.kendall_tau([ga, gb])
+    shifted = stats.kendall_tau([ga, ([v - 100 for v in gb[0]], [v + 100 for v in gb[1]])])
+    assert (np.isnan(pooled) and np.isnan(shifted)) or pooled == pytest.approx(shifted)
+    assert (np.isnan(stats.kendall_tau([ga])) and np.isnan(stats.kendall_tau(*ga))) or \
+        stats.kendall_tau([ga]) == pytest.approx(stats.kendall_tau(*ga))
+
+
+@settings(max_examples=30)
+@given(st.lists(st.integers(-4, 4), min_size=1, max_size=9))
+def test_wilcoxon_exact_p_matches_enumeration_of_sign_flips(d):
+    w, p = stats.wilcoxon_signed_rank(d)
+    nz = [v for v in d if v != 0]
+    if not nz:
+        assert p == 1.0
+        return
+    ranks = stats.average_ranks(np.abs(nz))
+    assert w == pytest.approx(sum(r for r, v in zip(ranks, nz) if v > 0))
+    null = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=len(nz))]
+    assert p == pytest.approx(np.mean([v >= w - 1e-9 for v in null]))
+
+
+def test_wilcoxon_normal_approximation_is_close_to_exact_at_the_switch():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.4, 1, 21)
+    w, p = stats.wilcoxon_signed_rank(d)
+    _, p_exact = stats.wilcoxon_signed_rank(d[:20])
+    assert 0 < p < 1 and abs(p - p_exact) < 0.15
+
+
+def test_reliability_separates_signal_from_noise():
+    rng = np.random.default_rng(1)
+    signal = rng.normal(0, 1, (200, 1)) + rng.normal(0, 0.5, (200, 3))
+    noise = rng.normal(0, 1, (200, 3))
+    want = 1 / (1 + 0.25 / 3)  # var_between / (var_between + var_within / k)
+    assert stats.split_half_reliability(signal) == pytest.approx(want, abs=0.05)
+    rel, sb, sw = stats.mean_reliability(signal)
+    assert rel == pytest.approx(want, abs=0.03) and sb == pytest.approx(1, abs=0.15) and sw == pytest.approx(0.5, abs=0.05)
+    assert abs(stats.split_half_reliability(noise)) < 0.3 and stats.mean_reliability(noise)[0] < 0.15
+    assert np.isnan(stats.split_half_reliability([[1.0], [2.0], [3.0]]))
+    uneven = [list(r[: 2 + i % 2]) for i, r in enumerate(signal)]  # 2 or 3 seeds per row
+    assert stats.mean_reliability(uneven)[0] == pytest.approx(1 / (1 + 0.25 / 2.5), abs=0.05)
+
+
+def test_bootstrap_and_permutation_agree_with_what_the_data_say():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=30)
+    y = x + rng.normal(0, 0.5, 30)
+    lo, hi = stats.bootstrap_ci(stats.kendall_tau, x, y, n_boot=500, seed=0)
+    assert 0 < lo < stats.kendall_tau(x, y) < hi <= 1
+    assert stats.permutation_p(stats.kendall_tau, x, y, n_perm=500, alternative="greater") < 0.01
+    z = rng.normal(size=30)
+    assert stats.permutation_p(stats.kendall_tau, x, z, n_perm=500) > 0.01
+    assert stats.permutation_p(stats.kendall_tau, x, -y, n_perm=200, alternative="greater") > 0.9
+    lo, hi = stats.bootstrap_mean_ci([1.0, 2.0, 3.0, 4.0], n_boot=500)
+    assert 1.0 <= lo < 2.5 < hi <= 4.0
+    with pytest.raises(ValueError):
+        stats.kendall_tau([1, 2, 3], [1, 2])
