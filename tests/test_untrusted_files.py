@@ -124,6 +124,7 @@ PATHS = [
     ("retrain inherits the supernet", "run/supernet/checkpoint.pt", ["retrain", "--out", "{run}", *STAGE]),
     ("retrain resumes", "run/retrain/checkpoint.pt", ["retrain", "--out", "{run}", *STAGE, *FRESH]),
     ("evaluate reads the retrained net", "run/retrain/checkpoint.pt", ["evaluate", "--out", "{run}", *STAGE]),
+    ("check-ranking reads the supernet", "run/supernet/checkpoint.pt", ["check-ranking", "--out", "{run}", *STAGE]),
     ("model.backbone_weights", "weights.pt",
      ["train-supernet", "--out", "{run}", *STAGE, "--set", "model.backbone_weights={evil}"]),
     ("retrain.backbone_weights", "weights.pt",
