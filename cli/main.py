@@ -51,6 +51,9 @@ def _register() -> None:
     from autopanoptic_cli.arch import arch
 
     main.add_command(arch)
+    from autopanoptic_cli.checkpoint import checkpoint
+
+    main.add_command(checkpoint)
     from autopanoptic_cli.data import data
     from autopanoptic_cli.pq import pq
 

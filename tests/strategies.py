@@ -112,3 +112,28 @@ def panoptic_pairs(draw, max_size: int = 12, max_segments: int = 6):
     present = set(np.unique(pred).tolist())
     pred_segs = [s for s in pred_segs if s["id"] in present]
     return gt, gt_segs, pred.astype(np.int32), pred_segs
+
+
+def single_byte_changes(path, seed: int):
+    """Change each byte of the file ``path`` in turn, in place, to another value (drawn from ``seed``),
+    yielding ``(position, xor)`` while the change is on disk; the original byte is put back after each.
+
+    The property tests of checksums load the file at every yield (one in-place write per change,
+    not a rewrite of the whole file).
+    """
+    import os
+    import random
+
+    blob = open(path, "rb").read()
+    rng = random.Random(seed)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for i, byte in enumerate(blob):
+            xor = rng.randrange(1, 256)
+            os.pwrite(fd, bytes([byte ^ xor]), i)
+            try:
+                yield i, xor
+            finally:
+                os.pwrite(fd, bytes([byte]), i)
+    finally:
+        os.close(fd)

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from autopanoptic.data.format import (
     KINDS,
     CategoryMap,
     load_panoptic_json,
+    open_image,
     read_panoptic_png,
     validate_panoptic_json,
 )
@@ -45,10 +45,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image as ``uint8 H x W x 3`` RGB; :class:`DataError` if missing or unreadable."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found; check the image folder") from None
+    except DataError:
+        raise
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the image ({e})") from None
 
@@ -276,13 +278,16 @@ def check_dataset(
         if image_dir is not None:
             path = Path(image_dir) / str(im["file_name"])
             try:
-                with Image.open(path) as pim:
+                with open_image(path) as pim:
                     iw, ih = pim.size
             except FileNotFoundError:
                 problems.append(f"{path}: image not found")
                 continue
             except OSError as e:
                 problems.append(f"{path}: cannot read the image ({e})")
+                continue
+            except DataError as e:
+                problems.append(str(e))
                 continue
             if (ih, iw) != pan.shape:
                 problems.append(f"{path}: image is {iw}x{ih} but its panoptic PNG {png.name} is {pan.shape[1]}x{pan.shape[0]}")

@@ -12,9 +12,12 @@ The JSON holds ``images``, ``annotations`` (one per image, with ``segments_info`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,9 @@ from autopanoptic.errors import DataError
 __all__ = [
     "CategoryMap",
     "KINDS",
+    "MAX_PIXELS",
+    "check_pixels",
+    "open_image",
     "rgb2id",
     "id2rgb",
     "read_panoptic_png",
@@ -34,6 +40,44 @@ __all__ = [
     "load_panoptic_json",
     "validate_panoptic_json",
 ]
+
+MAX_PIXELS = 89_478_485
+"""The most pixels an image or PNG may have (Pillow's own decompression-bomb threshold, about
+9459 x 9459; decoded as RGB: 268 MB). Larger ones are refused before anything is decoded: a small
+file whose header claims a huge size (a decompression bomb) would otherwise exhaust memory."""
+
+
+def check_pixels(path: str | os.PathLike[str], width: int, height: int) -> None:
+    """:class:`DataError` naming ``path`` when ``width x height`` exceeds :data:`MAX_PIXELS`.
+
+    >>> check_pixels("a.png", 640, 480)
+    >>> check_pixels("bomb.png", 100_000, 100_000)
+    Traceback (most recent call last):
+    ...
+    autopanoptic.errors.DataError: bomb.png: the image is 100000 x 100000 pixels, more than the 89478485 allowed (a decompression bomb or a damaged header?); remove or shrink the file
+    """
+    if width * height > MAX_PIXELS:
+        raise DataError(f"{path}: the image is {width} x {height} pixels, more than the {MAX_PIXELS} allowed "
+                        "(a decompression bomb or a damaged header?); remove or shrink the file")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike[str], fp: Any = None) -> Iterator[Image.Image]:
+    """``PIL.Image.open(fp or path)`` whose size was checked (:func:`check_pixels`) before any pixel
+    is decoded; ``path`` names the file in errors. Pillow's own errors (``OSError``...) pass through."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the file's name
+        try:
+            im = Image.open(path if fp is None else fp)
+        except Image.DecompressionBombError as e:  # Pillow refuses more than twice its threshold itself
+            n = re.search(r"\((\d+) pixels\)", str(e))
+            raise DataError(f"{path}: the image has {n.group(1) if n else 'too many'} pixels, more than the "
+                            f"{MAX_PIXELS} allowed (a decompression bomb or a damaged header?); remove or shrink "
+                            "the file") from None
+    with im:
+        check_pixels(path, *im.size)
+        yield im
+
 
 KINDS = ("coco", "ade20k")
 """Dataset flavours: ``coco`` (category ids from 1, integer image ids, crowd regions) and
@@ -81,7 +125,7 @@ def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode != "RGB":
                 if im.mode in ("RGBA", "P", "L", "I", "I;16"):
                     raise DataError(

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from autopanoptic.data.dataset import item_index
+from autopanoptic.data.format import open_image
 from autopanoptic.errors import DataError
 from autopanoptic.io import atomic_write_bytes
 
@@ -84,11 +85,13 @@ class ImageFolderDataset:
         rel, label = self.samples[item_index(i, len(self))]
         path = self.root / rel
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 im = im.convert("RGB")
                 if self.image_size is not None and im.size != (self.image_size, self.image_size):
                     im = im.resize((self.image_size, self.image_size), Image.BILINEAR)
                 image = np.asarray(im)
+        except DataError:
+            raise
         except (OSError, ValueError) as e:
             raise DataError(f"{path}: cannot read the image ({e})") from None
         return {"image": image, "label": label, "file_name": rel}

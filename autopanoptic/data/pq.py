@@ -42,7 +42,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from autopanoptic.data.format import CategoryMap, read_panoptic_png, validate_panoptic_json
+from autopanoptic.data.format import (
+    MAX_PIXELS,
+    CategoryMap,
+    check_pixels,
+    read_panoptic_png,
+    validate_panoptic_json,
+)
 from autopanoptic.errors import DataError
 
 __all__ = ["PQStats", "pq_stats", "pq_compute", "pq_compute_stats", "pq_backend", "format_pq_table",
@@ -546,8 +552,8 @@ def _decode_rgb8(raw: bytes) -> np.ndarray | None:
         elif kind == b"IEND":
             break
         pos = end
-    if shape is None or not idat:
-        return None
+    if shape is None or not idat or shape[0] * shape[1] > MAX_PIXELS:
+        return None  # (too large: the callers refuse it with the file's name)
     w, h = shape
     row = 3 * w + 1
     out = np.empty((h, w, 3), dtype=np.uint8)
@@ -584,6 +590,8 @@ def _read_rgb(path: str) -> np.ndarray:
         raise DataError(f"{path}: panoptic PNG not found; check the PNG folder") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read the panoptic PNG ({e})") from None
+    if raw[:8] == _PNG_SIGNATURE and raw[12:16] == b"IHDR":  # the size, before any decoder allocates it
+        check_pixels(path, int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big"))
     if _is_rgb_png(raw):
         arr = _decode_rgb8(raw)
         if arr is not None:

@@ -36,13 +36,19 @@ class RunLockedError(AutopanopticError, RuntimeError):
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not: a killed process whose parent died is one until
+    init reaps it, and in a container without an init that reaps orphans it stays one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: the signal said it exists
+    return state not in ("Z", "X")
 
 
 @attrs.define

@@ -12,7 +12,8 @@ keep ``grad = None``: SGD leaves them (and their momentum) untouched.
 
 Checkpoints hold the weights, the optimizer (momentum buffers), the step counter (the data order,
 the flips and the cycle are pure functions of ``(seed, step)``), the loss log and the state of every
-random generator, so a resumed run continues exactly as if it had not stopped.
+random generator of every rank (``rng``: a list, one entry per rank; the ranks' generators drift
+apart, e.g. through the RoI samplers), so a resumed run continues exactly as if it had not stopped.
 
 Under ``torchrun`` (an initialised ``torch.distributed`` process group) every rank runs the same
 architectures on its slice of each global batch (``batch_size`` must divide by the number of ranks);
@@ -195,12 +196,14 @@ def train(
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{checkpoint_path}: does not match the model ({first})") from None
         step, losses = int(state["step"]), list(state["losses"])
-        set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one per rank (a dict: format 1)
+        set_rng_state(rngs[world.rank] if world.rank < len(rngs) else rngs[0])
         resumed_from = step
 
     def save() -> None:
         if checkpoint_path is None:
             return
+        rngs = distributed.gather_objects(rng_state())  # every rank's generators (they differ: e.g. RoI sampling)
         if not world.is_main:  # rank 0 writes; the others wait until the file is complete
             distributed.barrier()
             return
@@ -211,7 +214,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "step": step,
                 "losses": losses,
-                "rng": rng_state(),
+                "rng": rngs,
                 "fingerprint": fingerprint,
             },
         )

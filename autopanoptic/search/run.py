@@ -6,10 +6,14 @@ evaluation is appended to a JSON-lines file as it happens (flushed and fsynced);
 the same journal replays the recorded fitnesses instead of calling ``evaluate`` and continues, so
 an interrupted search ends with exactly the result an uninterrupted one would have given.
 
-Journal format (version 1): the first line is a header
-``{"format": "autopanoptic-search-journal", "version": 1, "space": ..., "space_fingerprint": ...,
-"policy": {...settings...}, "seed": ...}``; every further line is one evaluation
-``{"n": 0, "arch": [...], "fitness": 0.43}`` with ``n`` counting from 0.
+Journal format (version 2): the first line is a header
+``{"format": "autopanoptic-search-journal", "version": 2, "space": ..., "space_fingerprint": ...,
+"policy": {...settings...}, "seed": ..., "crc32": "..."}``; every further line is one evaluation
+``{"n": 0, "arch": [...], "fitness": 0.43, "crc32": "5f0e3a1c"}`` with ``n`` counting from 0. Every
+line ends with ``, "crc32": "<8 hex digits>"}``: the CRC-32 of the line's exact UTF-8 text before that
+suffix, so any changed byte of a line (CRC-32 detects every error burst of up to 32 bits) is reported
+as damage. Version-1 journals (no checksums) are still read and resumed; the lines appended to them
+carry checksums, and once one does, every later line must.
 
 >>> from autopanoptic.search.spaces import nas_bench_macro
 >>> from autopanoptic.search.policies import RandomSearch
@@ -24,6 +28,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,10 @@ from autopanoptic.search.space import Arch, SearchSpace
 __all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "journal_header", "read_journal", "run"]
 
 JOURNAL_FORMAT = "autopanoptic-search-journal"
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
+_READS_VERSIONS = (1, 2)  # version 1: the same records without checksums
+
+_CRC_SUFFIX = re.compile(r', "crc32": "([0-9a-f]{8})"\}\Z')
 
 Evaluate = Callable[[list[Arch]], Sequence[float]]
 
@@ -105,12 +114,22 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
         header = None
     if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
         raise JournalError(f"{path}: not a search journal (bad header line); move it away or choose another path")
-    if header.get("version") != JOURNAL_VERSION:
+    checked = _verify(path, 1, lines[0])
+    if header.get("version") not in _READS_VERSIONS:
         raise JournalError(f"{path}: journal version {header.get('version')!r}, this code reads {JOURNAL_VERSION}")
+    if header["version"] >= 2 and not checked:
+        raise JournalError(f"{path}: line 1 has no checksum (damaged?); the journal is corrupt")
     entries: list[tuple[Arch, float]] = []
     for lineno, line in enumerate(lines[1:], start=2):
+        has_crc = _verify(path, lineno, line)
+        if checked and not has_crc:
+            raise JournalError(f"{path}: line {lineno} has no checksum but earlier lines do (damaged?); "
+                               "the journal is corrupt")
+        checked = checked or has_crc
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_no_duplicates)
+            if set(obj) != ({"n", "arch", "fitness", "crc32"} if has_crc else {"n", "arch", "fitness"}):
+                raise ValueError
             n, arch, fit = obj["n"], obj["arch"], obj["fitness"]
             if n != len(entries) or not isinstance(arch, list) or not all(type(c) is int for c in arch):
                 raise ValueError
@@ -123,6 +142,30 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
     return header, entries
 
 
+def _with_crc(record: dict[str, Any]) -> str:
+    """``record`` as one JSON line (without the newline) ending in its checksum."""
+    body = json.dumps(record)[:-1]
+    return f'{body}, "crc32": "{zlib.crc32(body.encode("utf-8")):08x}"}}'
+
+
+def _verify(path: Path, lineno: int, line: str) -> bool:
+    """Whether ``line`` carries a checksum; :class:`JournalError` if it carries a wrong one."""
+    m = _CRC_SUFFIX.search(line)
+    if m is None:
+        return False
+    if zlib.crc32(line[: m.start()].encode("utf-8")) != int(m.group(1), 16):
+        raise JournalError(f"{path}: line {lineno} is damaged (checksum mismatch); the journal is corrupt: "
+                           "restore a backup or delete the journal to search again")
+    return True
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
 class _Journal:
     """Appends evaluation records, each flushed and fsynced."""
 
@@ -132,7 +175,7 @@ class _Journal:
         self._f = open(path, "a", encoding="utf-8")
 
     def append(self, arch: Arch, fitness: float) -> None:
-        self._f.write(json.dumps({"n": self.n, "arch": list(arch), "fitness": fitness}) + "\n")
+        self._f.write(_with_crc({"n": self.n, "arch": list(arch), "fitness": fitness}) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
         self.n += 1
@@ -144,7 +187,7 @@ class _Journal:
 def _open_journal(path: Path, header: dict[str, Any]) -> list[tuple[Arch, float]]:
     """Existing evaluations of a matching journal, or [] after creating a new one."""
     if not path.exists() or path.stat().st_size == 0:
-        atomic_write_text(path, json.dumps(header) + "\n")
+        atomic_write_text(path, _with_crc(header) + "\n")
         return []
     found, entries = read_journal(path)
     for key in ("space_fingerprint", "policy", "seed"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from autopanoptic.engine.checkpoint import load_checkpoint
+from autopanoptic.engine.runs import _pid_alive
 from autopanoptic_cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -36,7 +39,7 @@ SETTINGS = [
 EXE = str(Path(sys.executable).parent / "autopanoptic")
 # ``--standalone``: torchrun's own rendezvous store binds a free port itself (no port picked here that
 # the other test worker could be handed too).
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python", EXE]
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python", EXE)
 
 
 def cli(*args: str):
@@ -56,14 +59,34 @@ def _count(path: Path, kind: str) -> int:
         return 0
 
 
-def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least: int, deadline: float = 120,
-                  extra: tuple[str, ...] = ()) -> int:
-    """Start ``autopanoptic cmd`` (with the ``extra`` options) in a subprocess, SIGKILL it as soon as
-    ``progress_file`` shows ``at_least`` steps / evaluations; return how many it had then. While it
-    runs, a second command into the same folder must be refused."""
-    proc = subprocess.Popen([EXE, cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *extra],
+def _job(pid: int) -> list[int]:
+    """``pid`` and every process below it (read from /proc): a ``torchrun`` agent and all its ranks."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(d.name))
+    job, todo = [pid], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            job.append(c)
+            todo.append(c)
+    return job
+
+
+def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least: int, deadline: float = 240,
+                  extra: tuple[str, ...] = (), launcher: tuple[str, ...] = (EXE,)) -> int:
+    """Start ``autopanoptic cmd`` (with the ``extra`` options; under ``launcher``, e.g. ``TORCHRUN``) in a
+    subprocess, SIGKILL it -- the whole job: the launcher and every rank -- as soon as ``progress_file``
+    shows ``at_least`` steps / evaluations; return how many it had then. While it runs, a second
+    command into the same folder must be refused."""
+    proc = subprocess.Popen([*launcher, cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
     refused = False
+    job = [proc.pid]
     try:
         t0 = time.monotonic()
         while _count(progress_file, kind) < at_least:
@@ -74,19 +97,23 @@ def kill_part_way(cmd: str, out: Path, progress_file: Path, kind: str, at_least:
                 assert busy.exit_code == 2 and "in use" in busy.output, busy.output
                 refused = True
             time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
+        job = _job(proc.pid)
+        for pid in job:
+            os.kill(pid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    while any(_pid_alive(pid) for pid in job):  # ranks are reparented; wait until none runs any more
+        time.sleep(0.01)
     assert refused
     assert (out / ".lock").exists()  # left behind by the killed process: taken over on resume
     return _count(progress_file, kind)
 
 
 def _weights(path: Path) -> dict:
-    return torch.load(path, weights_only=False)
+    return load_checkpoint(path)
 
 
 def _assert_same_checkpoint(a: Path, b: Path) -> None:
@@ -162,13 +189,16 @@ def test_nan_loss_stops_training_with_a_clear_message_and_a_usable_checkpoint(tm
     res = stage("train-supernet", out, "--set", "train.lr=1e12", "--set", "train.warmup_steps=0")
     assert res.exit_code == 2, res.output
     assert "lower the learning rate" in res.output and res.output.count("\n") <= 2
-    state = torch.load(out / "supernet" / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(out / "supernet" / "checkpoint.pt")
     assert 0 < state["step"] < 6
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not (out / ".lock").exists()
 
 
 def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, tmp_path):
+    # torchrun resumes the journal of one process (10 evaluations), is SIGKILLed as a whole job (agent
+    # and both ranks) once 20 are journaled, and a second torchrun finishes it: the journal and the
+    # architecture are those of one uninterrupted process.
     import shutil
 
     ref, _ = runs
@@ -177,9 +207,9 @@ def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, t
     (work / "arch.json").unlink()
     journal = work / "search" / "journal.jsonl"
     journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:11]))  # header + 10 evaluations
-    cmd = [*TORCHRUN, "search", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    had = kill_part_way("search", work, journal, "journal", 20, launcher=TORCHRUN)
+    assert 20 <= had < 30 and not (work / "arch.json").exists()
+    _torchrun("search", work)
     assert journal.read_text() == (ref / "search" / "journal.jsonl").read_text()
     assert json.loads((work / "arch.json").read_text()) == json.loads((ref / "arch.json").read_text())
     assert not (work / ".lock").exists()
@@ -188,7 +218,6 @@ def test_search_under_torchrun_resumes_a_journal_and_matches_one_process(runs, t
 def test_out_of_memory_stops_training_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     import importlib.util
 
-    from autopanoptic.engine.checkpoint import load_checkpoint
     from autopanoptic.engine.train import TrainingError, train
 
     spec = importlib.util.spec_from_file_location("dist_worker", Path(__file__).with_name("dist_worker.py"))
@@ -221,19 +250,53 @@ def test_out_of_memory_stops_training_with_a_clear_message_and_keeps_the_checkpo
     assert res.resumed_from == 3 and res.steps == cfg.steps
 
 
-def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_resumes(tmp_path):
-    out = tmp_path / "dist"
-    two_images = ["--set", "train.batch_size=2"]  # the global batch: one image per rank
-    cmd = [*TORCHRUN, "train-supernet", "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *two_images]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def _torchrun(cmd: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``torchrun`` (two CPU ranks) of one stage; it must succeed."""
+    args = [*TORCHRUN, cmd, "--out", str(out), "--device", "cpu", "--no-progress", *SETTINGS, *extra]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+TWO_IMAGES = ("--set", "train.batch_size=2")  # the global batch of train-supernet: one image per rank
+
+
+@pytest.fixture(scope="module")
+def torchrun_supernet(tmp_path_factory) -> Path:
+    """An uninterrupted ``torchrun`` supernet training (two ranks, one image each)."""
+    out = tmp_path_factory.mktemp("dist") / "run"
+    proc = _torchrun("train-supernet", out, *TWO_IMAGES)
     assert proc.stdout.count("supernet: 6 steps") == 2  # both ranks trained
-    state = torch.load(out / "supernet" / "checkpoint.pt", weights_only=False)
+    return out
+
+
+def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_resumes(torchrun_supernet, tmp_path):
+    import shutil
+
+    out = tmp_path / "dist"
+    shutil.copytree(torchrun_supernet, out)
+    state = load_checkpoint(out / "supernet" / "checkpoint.pt")
     assert state["step"] == 6 and len(json.loads((out / "supernet" / "losses.json").read_text())) == 6
     assert not (out / ".lock").exists()
     assert not [p for p in out.rglob("*.tmp")]  # no half-written file of a second writer
-    res = stage("train-supernet", out, *two_images)  # the same run, one process: nothing left to do
+    res = stage("train-supernet", out, *TWO_IMAGES)  # the same run, one process: nothing left to do
     assert res.exit_code == 0 and "resumed from 6" in res.output, res.output
+
+
+def test_a_sigkilled_torchrun_training_resumes_under_torchrun_to_the_uninterrupted_result(torchrun_supernet, tmp_path):
+    # The whole job (the torchrun agent and both ranks) is killed after a random number of checkpointed
+    # steps; a second torchrun continues from rank 0's checkpoint and ends bit-identical.
+    out = tmp_path / "killed"
+    at_least = random.Random(int(os.environ.get("FAULT_SEED", "6"))).randrange(1, 6)
+    had = kill_part_way("train-supernet", out, out / "supernet" / "losses.json", "losses", at_least,
+                        extra=TWO_IMAGES, launcher=TORCHRUN)
+    assert at_least <= had < 6
+    proc = _torchrun("train-supernet", out, *TWO_IMAGES)
+    resumed = [int(x) for x in re.findall(r"supernet: 6 steps \(resumed from (\d+)\)", proc.stdout)]
+    assert len(resumed) == 2 and resumed[0] == resumed[1] and had <= resumed[0] < 6, proc.stdout  # both ranks
+    _assert_same_checkpoint(torchrun_supernet / "supernet" / "checkpoint.pt", out / "supernet" / "checkpoint.pt")
+    assert (out / "supernet" / "losses.json").read_text() == (torchrun_supernet / "supernet" / "losses.json").read_text()
+    assert not (out / ".lock").exists()
 
 
 def test_retrain_under_torchrun_resumes_a_killed_single_process_and_writes_one_checkpoint(runs, tmp_path):
@@ -247,13 +310,11 @@ def test_retrain_under_torchrun_resumes_a_killed_single_process_and_writes_one_c
     shutil.rmtree(work / "retrain")
     two_images = ("--set", "retrain.batch_size=2")  # the global batch: one image per rank
     kill_part_way("retrain", work, work / "retrain" / "losses.json", "losses", 2, extra=two_images)
-    done = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)["step"]
+    done = load_checkpoint(work / "retrain" / "checkpoint.pt")["step"]
     assert 2 <= done < 6
-    cmd = [*TORCHRUN, "retrain", "--out", str(work), "--device", "cpu", "--no-progress", *SETTINGS, *two_images]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    res = _torchrun("retrain", work, *two_images)
     assert res.stdout.count(f"retrain: 6 steps (resumed from {done})") == 2, res.stdout  # both ranks went on
-    state = torch.load(work / "retrain" / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(work / "retrain" / "checkpoint.pt")
     assert state["step"] == 6 and len(state["losses"]) == 6
     assert not (work / ".lock").exists()
     assert not [p for p in work.rglob("*.tmp")]  # no half-written file of a second writer

@@ -135,6 +135,29 @@ def test_a_locked_run_folder_is_refused(tmp_path):
     assert "in use" in res.output
 
 
+def test_a_lock_held_by_a_zombie_is_taken_over(tmp_path):
+    """A killed process stays a zombie until its parent reaps it (forever, when init does not reap
+    orphans, as in some containers): its lock is stale all the same."""
+    import socket
+    import subprocess
+    import time
+
+    from autopanoptic.engine.runs import RunDir
+
+    child = subprocess.Popen(["true"])  # not waited for: a zombie once it exits
+    try:
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        os.kill(child.pid, 0)  # the pid still exists
+        folder = tmp_path / "z"
+        folder.mkdir()
+        (folder / ".lock").write_text(json.dumps({"pid": child.pid, "host": socket.gethostname()}))
+        with RunDir(folder):
+            assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
+    finally:
+        child.wait()
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     res = cli("train-supernet", "--out", str(tmp_path / "plan"), "--dry-run", *TINY)
     assert res.exit_code == 0, res.output

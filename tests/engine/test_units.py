@@ -101,8 +101,11 @@ def test_foreign_or_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="not an autopanoptic checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="not an autopanoptic checkpoint, or its header is damaged"):
         load_checkpoint(tmp_path / "junk.pt")
+    (tmp_path / "torn.pt").write_bytes(b"autopanoptic-checkpoint 2 sha256=0")
+    with pytest.raises(CheckpointError, match="truncated or corrupt checkpoint \\(damaged or incomplete header"):
+        load_checkpoint(tmp_path / "torn.pt")
 
 
 @pytest.mark.parametrize(
