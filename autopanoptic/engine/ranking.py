@@ -159,41 +159,60 @@ def _journal_header(cfg, settings: RankingCheck, supernet_fp: dict[str, Any]) ->
 
 
 def _read_journal(path: Path, header: dict[str, Any], *, repair: bool) -> dict[int, dict[str, Any]]:
-    """The finished entries of a journal; a torn last line (a killed run) is dropped, and with
+    """The finished entries of a journal (every line carries a CRC-32, as the search journal's:
+    :func:`autopanoptic.search.run.seal_line`). A damaged line is an error and the file is left as it
+    is; only a torn last line (a killed run: no newline, not a whole record) is dropped, and with
     ``repair`` the file is rewritten without it, so that new entries start on a line of their own."""
+    from autopanoptic.errors import JournalError
+    from autopanoptic.search.run import verify_line
+
     if not path.exists():
         return {}
-    lines = path.read_text().splitlines()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop() if lines else ""  # "" when the file ends in a newline
+    if torn:
+        try:
+            whole = verify_line(path, len(lines) + 1, torn) and json.loads(torn) is not None
+        except (JournalError, ValueError):
+            whole = False
+        if whole:  # only the newline was lost
+            lines.append(torn)
     try:
-        first = json.loads(lines[0]) if lines else None
-    except ValueError:
+        first = json.loads(lines[0]) if lines and verify_line(path, 1, lines[0]) else None
+    except (JournalError, ValueError):
         first = None
+    if isinstance(first, dict):
+        first.pop("crc32", None)
     if first != header:
         raise CheckpointError(
-            f"{path}: written by a check with other settings or another supernet; pass the same options, "
-            "or delete the folder to start over"
+            f"{path}: written by a check with other settings or another supernet, or damaged; pass the same "
+            "options, or delete the folder to start over"
         )
     done: dict[int, dict[str, Any]] = {}
     for n, line in enumerate(lines[1:], start=2):
         try:
+            if not verify_line(path, n, line):
+                raise ValueError
             entry = json.loads(line)
+            entry.pop("crc32")
             done[int(entry["i"])] = entry
-        except (ValueError, KeyError, TypeError):
-            if n == len(lines):  # a torn last line of a killed run: its architecture is trained again
-                if repair:
-                    from autopanoptic.io import atomic_write_text
-
-                    atomic_write_text(path, "\n".join(lines[:-1]) + "\n")
-                break
+        except (JournalError, ValueError, KeyError, TypeError):
             raise CheckpointError(f"{path}: line {n} is damaged; delete the folder to start over") from None
+    if repair and text != "".join(x + "\n" for x in lines):
+        from autopanoptic.io import atomic_write_text
+
+        atomic_write_text(path, "".join(x + "\n" for x in lines))
     return done
 
 
 def _append(path: Path, obj: dict[str, Any]) -> None:
     import os
 
-    with open(path, "a") as f:
-        f.write(json.dumps(obj) + "\n")
+    from autopanoptic.search.run import seal_line
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(seal_line(obj) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -247,7 +266,9 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
         if not journal.exists():
             from autopanoptic.io import atomic_write_text
 
-            atomic_write_text(journal, json.dumps(header) + "\n")
+            from autopanoptic.search.run import seal_line
+
+            atomic_write_text(journal, seal_line(header) + "\n")
     todo = [j for j in range(len(picked)) if j not in done]
     rc = cfg.retrain
     preset = rc.preset or cfg.model.preset

@@ -42,7 +42,8 @@ from autopanoptic.search.policies.base import Policy, check_seed
 from autopanoptic.search.scoreboard import FitnessError, _check_fitnesses
 from autopanoptic.search.space import Arch, SearchSpace
 
-__all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "journal_header", "read_journal", "run"]
+__all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "journal_header", "read_journal", "run", "seal_line",
+           "verify_line"]
 
 JOURNAL_FORMAT = "autopanoptic-search-journal"
 JOURNAL_VERSION = 2
@@ -114,14 +115,14 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
         header = None
     if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
         raise JournalError(f"{path}: not a search journal (bad header line); move it away or choose another path")
-    checked = _verify(path, 1, lines[0])
+    checked = verify_line(path, 1, lines[0])
     if header.get("version") not in _READS_VERSIONS:
         raise JournalError(f"{path}: journal version {header.get('version')!r}, this code reads {JOURNAL_VERSION}")
     if header["version"] >= 2 and not checked:
         raise JournalError(f"{path}: line 1 has no checksum (damaged?); the journal is corrupt")
     entries: list[tuple[Arch, float]] = []
     for lineno, line in enumerate(lines[1:], start=2):
-        has_crc = _verify(path, lineno, line)
+        has_crc = verify_line(path, lineno, line)
         if checked and not has_crc:
             raise JournalError(f"{path}: line {lineno} has no checksum but earlier lines do (damaged?); "
                                "the journal is corrupt")
@@ -142,13 +143,13 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
     return header, entries
 
 
-def _with_crc(record: dict[str, Any]) -> str:
+def seal_line(record: dict[str, Any]) -> str:
     """``record`` as one JSON line (without the newline) ending in its checksum."""
     body = json.dumps(record)[:-1]
     return f'{body}, "crc32": "{zlib.crc32(body.encode("utf-8")):08x}"}}'
 
 
-def _verify(path: Path, lineno: int, line: str) -> bool:
+def verify_line(path: Path, lineno: int, line: str) -> bool:
     """Whether ``line`` carries a checksum; :class:`JournalError` if it carries a wrong one."""
     m = _CRC_SUFFIX.search(line)
     if m is None:
@@ -175,7 +176,7 @@ class _Journal:
         self._f = open(path, "a", encoding="utf-8")
 
     def append(self, arch: Arch, fitness: float) -> None:
-        self._f.write(_with_crc({"n": self.n, "arch": list(arch), "fitness": fitness}) + "\n")
+        self._f.write(seal_line({"n": self.n, "arch": list(arch), "fitness": fitness}) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
         self.n += 1
@@ -187,7 +188,7 @@ class _Journal:
 def _open_journal(path: Path, header: dict[str, Any]) -> list[tuple[Arch, float]]:
     """Existing evaluations of a matching journal, or [] after creating a new one."""
     if not path.exists() or path.stat().st_size == 0:
-        atomic_write_text(path, _with_crc(header) + "\n")
+        atomic_write_text(path, seal_line(header) + "\n")
         return []
     found, entries = read_journal(path)
     for key in ("space_fingerprint", "policy", "seed"):

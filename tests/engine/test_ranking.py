@@ -96,6 +96,14 @@ def test_check_ranking_end_to_end_resumes_and_refuses_other_settings(tmp_path):
     assert again["architectures"] == first["architectures"]
     resumed = (folder / "journal.jsonl").read_text().splitlines()
     assert resumed[:3] == lines[:3] and len(resumed) == 5 and all(json.loads(x) for x in resumed)
+    # a damaged line (one byte changed) is refused and the journal left untouched
+    good = (folder / "journal.jsonl").read_bytes()
+    pos = good.index(b'"fitness": ') + len(b'"fitness": ') + 2
+    bad = good[:pos] + bytes([good[pos] ^ 1]) + good[pos + 1 :]
+    (folder / "journal.jsonl").write_bytes(bad)
+    res = CliRunner().invoke(main, ["check-ranking", *common, *CHECK])
+    assert res.exit_code == 2 and "damaged" in res.output and (folder / "journal.jsonl").read_bytes() == bad
+    (folder / "journal.jsonl").write_bytes(good)
     # other settings on the same journal: refused, journal untouched
     before = (folder / "journal.jsonl").read_bytes()
     res = CliRunner().invoke(main, ["check-ranking", *common, "--archs", "4", "--steps", "3", "--pool", "5"])
@@ -127,6 +135,7 @@ def test_check_ranking_under_torchrun_equals_one_process(tmp_path):
         out = sorted((json.loads(x) for x in lines), key=lambda e: e["i"])
         for e in out:
             e["score"].pop("seconds")
+            e.pop("crc32")
         return out
 
     a, b = entries(single), entries(dist)
