@@ -165,3 +165,41 @@ def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_
     assert arch["fitness"] == max(c["fitness"] for c in cands)  # the lowest loss is chosen
     assert run("search", *common).exit_code == 0  # the PQ search has its own journal
     assert (out / "search" / "journal.jsonl").is_file()
+
+
+@pytest.mark.parametrize("module", ["autopanoptic.engine.ranking", "autopanoptic.engine.fewshot"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.slow
+def test_fewshot_children_train_only_paths_with_their_op():
+    import tempfile
+
+    from autopanoptic.config import TrainConfig
+    from autopanoptic.data import write_synthetic
+    from autopanoptic.engine.datasets import open_dataset
+    from autopanoptic.engine.fewshot import train_children
+    from autopanoptic.engine.restrict import OpRestriction
+    from autopanoptic.nn import build_supernet
+
+    root = tempfile.mkdtemp()
+    write_synthetic(root, 4, size=48, seed=2)
+    ds = open_dataset(root, "images", "panoptic.json", "panoptic", "coco")
+    torch.manual_seed(0)
+    sup = build_supernet("tiny", ds.categories.num_things, ds.categories.num_stuff)
+    r = OpRestriction.build(sup.search_space, ["dfconv3x3", "dfconv5x5"])
+    layer = len(sup.search_space) - 1  # the last attention block: 3 choices
+    before = {k: v.clone() for k, v in sup.state_dict().items()}
+    kids = train_children(sup, r, layer, ds, [0, 1, 2, 3], TrainConfig(steps=1, batch_size=2), steps=1)
+    assert sorted(kids) == [0, 1, 2] and all(k is not sup for k in kids.values())
+    assert all(torch.equal(v, before[k]) for k, v in sup.state_dict().items())  # the parent is untouched
+    choices = sup.head_layer_choices[-1]
+    for c, kid in kids.items():
+        moved = [not torch.equal(p, q) for p, q in zip(kid.head_layer_choices[-1].parameters(), choices.parameters())]
+        own = [not torch.equal(p, q) for p, q in zip(kid.head_layer_choices[-1][c].parameters(), choices[c].parameters())]
+        assert any(own) and sum(moved) == sum(own)  # only the child's own op of the split layer trained

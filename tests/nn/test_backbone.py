@@ -132,7 +132,8 @@ def test_bad_shapes_raise_config_error(blocks, widths):
 
 @pytest.mark.parametrize(
     "module",
-    ["autopanoptic.nn.ops.blocks", "autopanoptic.nn.backbone", "autopanoptic.nn.counting", "autopanoptic.nn.bn", "autopanoptic.nn.device"],
+    ["autopanoptic.nn.ops.blocks", "autopanoptic.nn.backbone", "autopanoptic.nn.counting", "autopanoptic.nn.bn", "autopanoptic.nn.device",
+     "autopanoptic.nn.proxies"],
 )
 def test_docstring_examples_run(module):
     import doctest

@@ -34,6 +34,7 @@ MODULES = [
     "autopanoptic.search.policies.evolution",
     "autopanoptic.search.policies.random_search",
     "autopanoptic.search.policies.guided",
+    "autopanoptic.search.stats",
 ]
 
 
