@@ -35,6 +35,7 @@ MODULES = [
     "autopanoptic.search.policies.random_search",
     "autopanoptic.search.policies.guided",
     "autopanoptic.search.stats",
+    "autopanoptic.search.pareto",
 ]
 
 
