@@ -260,6 +260,7 @@ def report(args, data: dict) -> str:
         layer = data.get("_fewshot_layer", {}).get(fs, "?")
         add(f"{fs}:pq", f"few-shot `{fs}`: children split on `{layer}`, search fitness", data[f"{fs}:pq"],
             f"children {train_s / 60:.0f} min + {cost(fs + ':pq')}" if train_s else cost(fs + ":pq"))
+    bias = op_bias_section(args, data, gt, idx, truth, space)
     L = ["# Estimators against the ground truth", "",
          "Kendall's tau and Spearman's rho between each estimator and the ground-truth mean PQ "
          "([ground-truth.md](ground-truth.md)) of the architectures that have all their seeds, with 95% bootstrap "
@@ -279,7 +280,47 @@ def report(args, data: dict) -> str:
           "search-validation images inside its training (today's default), `holdout` leaves them out "
           "(`train.holdout_val=true`); a number after the name is the number of steps (default 300). The "
           "fitness recalibrates BatchNorm on 16 training images outside the validation split.", ""]
-    return "\n".join(L) + "\n"
+    return "\n".join(L + bias) + "\n"
+
+
+def op_bias_section(args, data, gt, idx, truth, space) -> list[str]:
+    """Per-op marginal effects the supernets imply (over their random pool) against the truth's."""
+    from autopanoptic.engine.restrict import OpRestriction
+    from autopanoptic.search import stats
+
+    if len(idx) < 8:
+        return ["## Per-op effects: supernet against truth", "", "Not yet: fewer than 8 architectures with all seeds.", ""]
+    true_eff = stats.op_effects([gt.archs[i] for i in idx], 100 * truth, space.n_choices, n_boot=2000)
+    r = OpRestriction.build(space, EXCLUDE_OPS)
+    L = ["## Per-op effects: supernet against truth", "",
+         "For each layer and op, the marginal effect (mean over the architectures using the op minus the mean "
+         "of all; `autopanoptic.search.stats.op_effects`) of the supernet's fitness over its random pool "
+         "(ranks, so that every supernet is on one scale) and of the ground truth (PQ points). "
+         "Spearman's rho between the two effect lists says whether the supernet prefers the ops that train "
+         "well; the ops listed are those it prefers significantly while the truth's effect is negative (or the "
+         "other way round): the bias to explain.", "",
+         "| supernet | ops compared | rho of effects | preferred by the supernet, worse in truth | the other way round |",
+         "|---|---|---|---|---|"]
+    for name in sorted(k[: -len(":pool-pq")] for k in data if k.endswith(":pool-pq")):
+        pool = data[f"{name}:pool-pq"]
+        keys = sorted(pool, key=int)
+        archs = [r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - args.pool_offset]))) for k in keys]
+        ranks = stats.average_ranks([pool[k] for k in keys])
+        sup_eff = stats.op_effects(archs, ranks, space.n_choices, n_boot=2000)
+        xs, ys, fav, unfav = [], [], [], []
+        for layer, srow, trow in zip(space.layers, sup_eff, true_eff):
+            for op, se, te in zip(layer.ops, srow, trow):
+                if se["n"] == 0 or te["n"] == 0:
+                    continue
+                xs.append(se["effect"])
+                ys.append(te["effect"])
+                if se["lo"] > 0 and te["effect"] < 0:
+                    fav.append(f"{layer.name}:{op}")
+                if se["hi"] < 0 and te["effect"] > 0:
+                    unfav.append(f"{layer.name}:{op}")
+        L.append(f"| `{name}` | {len(xs)} | {stats.spearman_rho(xs, ys):+.2f} | {', '.join(fav) or '-'} | "
+                 f"{', '.join(unfav) or '-'} |")
+    return L + [""]
 
 
 def main() -> None:
