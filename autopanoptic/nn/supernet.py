@@ -352,10 +352,13 @@ class PanopticModel(nn.Module):
         d = self.config.size_divisible
         hmax = -(-max(h for h, _ in sizes) // d) * d
         wmax = -(-max(w for _, w in sizes) // d) * d
-        batch = torch.zeros((len(images), 3, hmax, wmax), dtype=torch.float32, device=device)
-        for b, img in zip(batch, images):
-            img = img.to(device=device, dtype=torch.float32)
-            b[:, : img.shape[1], : img.shape[2]] = (img - self.pixel_mean) / self.pixel_std
+        # Functional padding (not writes into a zero batch), so that a traced export (ONNX) keeps the
+        # image as the graph's input.
+        batch = torch.stack([
+            nn.functional.pad((img.to(device=device, dtype=torch.float32) - self.pixel_mean) / self.pixel_std,
+                              (0, wmax - w, 0, hmax - h))
+            for img, (h, w) in zip(images, sizes)
+        ])
         return ImageList(batch, sizes)
 
     def _prepare_targets(self, targets: Sequence[Mapping[str, torch.Tensor]], image_list: ImageList):
