@@ -61,7 +61,9 @@ def _register() -> None:
     main.add_command(pretrain_supernet)
     main.add_command(pretrain_standalone)
     data.add_command(synth_classes)
-    pass
+    from autopanoptic_cli.export import export
+
+    main.add_command(export)
 
 
 _register()
