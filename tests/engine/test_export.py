@@ -4,6 +4,7 @@ rebuilt with the three documented lines."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -16,6 +17,11 @@ from autopanoptic_cli.main import main
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
+
+needs_onnx = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="the [onnx] extra is not installed: pip install 'autopanoptic[onnx]'",
+)
 
 TINY = [
     "--set", "data.synthetic_images=10", "--set", "data.synthetic_size=48",
@@ -48,6 +54,7 @@ def retrained(tmp_path_factory):
     return out, cfg
 
 
+@needs_onnx
 def test_onnx_export_is_checked_against_pytorch_on_evaluation_images(retrained):
     out, _ = retrained
     res = cli("export", "--out", str(out), "--no-progress", "--images", "2", *TINY)
@@ -61,6 +68,7 @@ def test_onnx_export_is_checked_against_pytorch_on_evaluation_images(retrained):
     assert result["size"] == [48, 48] and result["opset"] == 17
 
 
+@needs_onnx
 def test_onnx_outputs_fused_by_the_plain_function_equal_the_pytorch_prediction(retrained):
     import onnxruntime as ort
 
