@@ -118,6 +118,7 @@ def plot_parallel(candidates: list[dict[str, Any]], path: Path, layers: list[str
         ax.set_xticks(xs, layers, rotation=90, fontsize=5)
     else:
         ax.set_xlabel("layer")
+    ax.set_yticks(range(int(archs.max()) + 1))
     ax.set_ylabel("op choice (index)")
     fig.colorbar(lines, ax=ax, label="fitness: PQ (%)")
     ax.set_title(f"Op choices of the {len(candidates)} evaluated candidates, coloured by fitness")
