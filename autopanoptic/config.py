@@ -1,7 +1,7 @@
 """Run configuration: frozen attrs values, YAML load / save, presets and ``key=value`` overrides.
 
 A :class:`Config` holds everything one run needs, in sections: ``data``, ``model``, ``train``
-(supernet training), ``search``, ``retrain`` and ``eval``. It is never global: commands build one
+(supernet training), ``search``, ``retrain``, ``eval`` and ``log``. It is never global: commands build one
 and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` (``tiny``,
 ``paper-coco``, ``paper-ade20k``).
 
@@ -32,6 +32,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "EvalConfig",
+    "LogConfig",
     "ModelConfig",
     "RetrainConfig",
     "SearchConfig",
@@ -226,6 +227,20 @@ class EvalConfig:
     ground_truth: str | None = attrs.field(default="auto", converter=_opt_str)
 
 
+def _bool(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+
+
+@attrs.frozen
+class LogConfig:
+    """Run logs (see :mod:`autopanoptic.engine.logs`). ``<run>/metrics.jsonl`` is always written;
+    ``tensorboard: true`` also writes TensorBoard event files to ``<run>/tensorboard/`` (needs
+    ``pip install 'autopanoptic[tensorboard]'``)."""
+
+    tensorboard: bool = attrs.field(default=False, validator=_bool)
+
+
 @attrs.frozen
 class Config:
     """A whole run's configuration."""
@@ -236,6 +251,7 @@ class Config:
     search: SearchConfig = attrs.field(factory=SearchConfig)
     retrain: RetrainConfig = attrs.field(factory=RetrainConfig)
     eval: EvalConfig = attrs.field(factory=EvalConfig)
+    log: LogConfig = attrs.field(factory=LogConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -245,6 +261,7 @@ _SECTIONS: dict[str, type] = {
     "search": SearchConfig,
     "retrain": RetrainConfig,
     "eval": EvalConfig,
+    "log": LogConfig,
 }
 
 

@@ -67,6 +67,9 @@ def _register() -> None:
     from autopanoptic_cli.ranking import check_ranking
 
     main.add_command(check_ranking)
+    from autopanoptic_cli.export import export
+
+    main.add_command(export)
 
 
 _register()

@@ -161,6 +161,15 @@ def _save_config(cfg: Config, run: RunDir) -> None:
     save_config(cfg, run.path("config.yaml"))
 
 
+def run_log(cfg: Config, run: RunDir):
+    """The run's ``metrics.jsonl`` (+ TensorBoard with ``log.tensorboard``) on rank 0; elsewhere a
+    log that drops everything. See :mod:`autopanoptic.engine.logs`."""
+    from autopanoptic.engine.distributed import world
+    from autopanoptic.engine.logs import RunLog
+
+    return RunLog.open(run.root, tensorboard=cfg.log.tensorboard, enabled=world().is_main)
+
+
 def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True,
                    stop_after: int | None = None):
     """Strict-fair supernet training into ``<run>/supernet/`` (resumes from its checkpoint)."""
@@ -174,14 +183,16 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
 
         load_backbone_weights(model, cfg.model.backbone_weights)
     r = restriction_for(cfg, model.search_space)
-    result = train(
-        model, data.train, supernet_pool(cfg, data.splits), cfg.train,
-        archs_for_step=lambda step: fair_cycle_for_step(r.sub, cfg.train.seed, step, r.to_full),
-        checkpoint_path=run.path("supernet", "checkpoint.pt"),
-        losses_path=run.path("supernet", "losses.json"),
-        fingerprint=_fingerprint(cfg, "train", "model", "data"),
-        device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
-    )
+    with run_log(cfg, run) as log:
+        result = train(
+            model, data.train, supernet_pool(cfg, data.splits), cfg.train,
+            archs_for_step=lambda step: fair_cycle_for_step(r.sub, cfg.train.seed, step, r.to_full),
+            checkpoint_path=run.path("supernet", "checkpoint.pt"),
+            losses_path=run.path("supernet", "losses.json"),
+            fingerprint=_fingerprint(cfg, "train", "model", "data"),
+            device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
+            log=log.write,
+        )
     return model, result
 
 
@@ -244,13 +255,14 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     _save_config(cfg, run)
     model = load_supernet(cfg, run, data, device=device)
     r = restriction_for(cfg, model.search_space)
-    outcome = search_supernet(
-        model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
-        # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
-        journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
-        candidates_json=run.path("search", "candidates.json"),
-        count=_cost_counter(cfg, model), progress=progress,
-    )
+    with run_log(cfg, run) as log:
+        outcome = search_supernet(
+            model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
+            # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
+            journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
+            candidates_json=run.path("search", "candidates.json"),
+            count=_cost_counter(cfg, model), progress=progress, log=log.write,
+        )
     board = outcome.scoreboard
     atomic_write_json(run.path("search", "scoreboard.json"), {
         "layers": [layer.name for layer in r.sub.layers],
@@ -324,12 +336,14 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
             load_backbone_weights(net, cfg.retrain.backbone_weights)
     del supernet
     save_arch(space, arch, run.path("retrain", "arch.json"))
-    result = train(
-        net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
-        checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
-        fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
-        device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
-    )
+    with run_log(cfg, run) as log:
+        result = train(
+            net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
+            checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
+            fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
+            device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
+            log=log.write,
+        )
     return net, result
 
 
@@ -375,6 +389,10 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
     from autopanoptic.engine.distributed import evaluate_sharded, world
     from autopanoptic.nn import count
 
+    if cfg.log.tensorboard:  # say so now, not after the evaluation
+        from autopanoptic.engine.logs import check_tensorboard
+
+        check_tensorboard()
     data = data or prepare_data(cfg, run, progress=progress)
     net, arch, steps = load_retrained(cfg, run, data, device=device)
     started = time.perf_counter()
@@ -404,6 +422,11 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
     }
     if world().is_main:
         atomic_write_json(run.path("eval", "metrics.json"), metrics)
+        record = {"kind": "eval", "stage": "evaluate", "retrain_steps": steps}
+        for group, suffix in (("All", ""), ("Things", "_Things"), ("Stuff", "_Stuff")):
+            record.update({f"{m.upper()}{suffix}": summary[group][m] for m in ("pq", "sq", "rq")})
+        with run_log(cfg, run) as log:
+            log.write({**record, "n_images": res.n_images, "seconds": metrics["seconds"]})
     return metrics
 
 

@@ -1,7 +1,8 @@
 """``report.md`` and its plots (matplotlib, Agg backend), from what a run folder holds.
 
 Plots (in ``<run>/plots/``): the per-layer scoreboard as a heat map (like the paper's Figure 2a),
-the fitness of every evaluated candidate in evaluation order with the running best, the training
+the fitness of every evaluated candidate in evaluation order with the running best, every
+candidate's op choices as a parallel-coordinates plot coloured by fitness, the training
 loss curves of the supernet and of the retrained network, and a few predictions drawn over their
 images (written by the evaluation). Missing pieces (e.g. no search yet) are skipped.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from autopanoptic.engine.runs import RunDir
 from autopanoptic.io import atomic_write_bytes, atomic_write_text
 
-__all__ = ["plot_fitness", "plot_losses", "plot_scoreboard", "write_report"]
+__all__ = ["plot_fitness", "plot_losses", "plot_parallel", "plot_scoreboard", "write_report"]
 
 
 def _load(path: Path) -> Any:
@@ -85,6 +86,42 @@ def plot_fitness(candidates: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("PQ on the search validation split (%)")
     ax.legend(loc="lower right")
     ax.set_title("Fitness of every evaluated candidate")
+    return _save(fig, path)
+
+
+def plot_parallel(candidates: list[dict[str, Any]], path: Path, layers: list[str] | None = None) -> Path:
+    """Parallel coordinates: one axis per layer (its choice index), one line per candidate,
+    coloured by fitness (PQ %); the best candidates are drawn last, on top.
+
+    Lines are offset vertically by a few hundredths (by evaluation order, not at random) so that
+    candidates sharing a choice stay distinguishable. ``layers`` names the axes when given.
+    """
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    plt = _plt()
+    archs = np.array([c["arch"] for c in candidates], dtype=float)
+    fits = np.array([100 * c["fitness"] for c in candidates])
+    n_layers = archs.shape[1]
+    order = np.argsort(fits, kind="stable")
+    xs = np.arange(n_layers)
+    segments = [np.column_stack([xs, archs[i] + 0.04 * ((i % 7) - 3)]) for i in order]
+    fig, ax = plt.subplots(figsize=(min(18.0, 2.0 + 0.28 * n_layers), 3.8))
+    lines = LineCollection(segments, cmap="viridis", linewidths=1.0, alpha=0.8)
+    lines.set_array(fits[order])
+    ax.add_collection(lines)
+    ax.set_xlim(-0.5, n_layers - 0.5)
+    ax.set_ylim(-0.5, archs.max() + 0.5)
+    for x in xs:
+        ax.axvline(x, color="0.85", linewidth=0.5, zorder=0)
+    if layers is not None and len(layers) == n_layers:
+        ax.set_xticks(xs, layers, rotation=90, fontsize=5)
+    else:
+        ax.set_xlabel("layer")
+    ax.set_yticks(range(int(archs.max()) + 1))
+    ax.set_ylabel("op choice (index)")
+    fig.colorbar(lines, ax=ax, label="fitness: PQ (%)")
+    ax.set_title(f"Op choices of the {len(candidates)} evaluated candidates, coloured by fitness")
     return _save(fig, path)
 
 
@@ -162,7 +199,12 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
     cands = _load(root / "search" / "candidates.json")
     if cands:
         p = plot_fitness(cands, plots / "fitness.png")
-        lines += ["## Fitness of the candidates\n", f"![fitness]({p.relative_to(root)})\n"]
+        lines += ["## Fitness of the candidates\n",
+                  "Every evaluated candidate in evaluation order and the best fitness so far:\n",
+                  f"![fitness]({p.relative_to(root)})\n"]
+        p = plot_parallel(cands, plots / "candidates.png", board["layers"] if board else None)
+        lines += ["Every candidate's op choice per layer, coloured by its fitness (parallel coordinates):\n",
+                  f"![candidates]({p.relative_to(root)})\n"]
     curves = {name: _load(root / name / "losses.json") or [] for name in ("supernet", "retrain")}
     if any(curves.values()):
         p = plot_losses(curves, plots / "losses.png")

@@ -172,10 +172,13 @@ def search_supernet(
     candidates_json: str | Path | None = None,
     count=None,
     progress: bool = True,
+    log=None,
 ) -> SearchOutcome:
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
-    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget.
+    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget. ``log``, if
+    given, is called on rank 0 with ``{"kind": "candidate", "stage": "search", "n", "arch",
+    "fitness", "seconds"}`` after each evaluation (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
     """
     from autopanoptic.search import PathPriority, Scoreboard, run
 
@@ -189,19 +192,31 @@ def search_supernet(
     started = time.perf_counter()
 
     world = distributed.world()
+    evaluated = [_journaled(journal)]  # evaluation order of the next candidate (the journal's count)
 
-    def fitness(archs: list[Arch]) -> list[float]:
-        out: dict[int, float] = {}
+    def measure(archs: list[Arch]) -> list[tuple[float, float]]:
+        out: dict[int, tuple[float, float]] = {}
         for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
+            t = time.perf_counter()
             full = restriction.to_full(a)
             if cfg.fitness == "loss":
-                out[k] = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
+                f = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
             else:
-                out[k] = path_fitness(supernet, full, dataset, val_indices, calib, device=device)
+                f = path_fitness(supernet, full, dataset, val_indices, calib, device=device)
+            out[k] = (f, time.perf_counter() - t)
         if world.active:
             for part in distributed.all_gather_objects(out):
                 out.update(part)
         return [out[k] for k in range(len(archs))]
+
+    def fitness(archs: list[Arch]) -> list[float]:
+        measured = measure(archs)
+        for a, (f, seconds) in zip(archs, measured):
+            if log is not None and world.is_main:
+                log({"kind": "candidate", "stage": "search", "n": evaluated[0],
+                     "arch": list(restriction.to_full(a)), "fitness": f, "seconds": seconds})
+            evaluated[0] += 1
+        return [f for f, _ in measured]
 
     supernet.to(device)
     with _rank_journal(journal, world) as my_journal:
@@ -221,7 +236,7 @@ def search_supernet(
         raise ConfigError("the search evaluated no architecture; raise search.cycles or search.evaluations")
     chosen = result.best_fitness
     if chosen is None:  # e.g. path-priority's composite: measure it the same way, for the record
-        chosen = fitness([result.best])[0]
+        chosen = measure([result.best])[0][0]
     return SearchOutcome(
         best=restriction.to_full(result.best),
         best_fitness=result.best_fitness,
@@ -231,6 +246,15 @@ def search_supernet(
         seconds=time.perf_counter() - started,
         chosen_fitness=chosen,
     )
+
+
+def _journaled(journal: str | Path | None) -> int:
+    """How many evaluations ``journal`` holds (0 if there is none yet)."""
+    if journal is None or not Path(journal).exists() or Path(journal).stat().st_size == 0:
+        return 0
+    from autopanoptic.search import read_journal
+
+    return len(read_journal(journal)[1])
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     world: distributed.World | None = None,
+    log: Callable[[dict[str, Any]], Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
 
@@ -165,6 +167,8 @@ def train(
         stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
         world: the ranks that train this model together (default: the process group, if any);
             ``World()`` trains in this process alone, e.g. one architecture per rank.
+        log: called on rank 0 after every step with ``{"kind": "step", "stage": desc, "step", "lr",
+            loss terms, "loss", "images_per_s"}`` (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
 
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
@@ -232,6 +236,7 @@ def train(
     model.train()
     with UsageCounter(model) as usage:
         while step < end:
+            started = time.perf_counter()
             lr = lr_at(
                 step,
                 base_lr=cfg.lr,
@@ -287,6 +292,9 @@ def train(
             opt.zero_grad(set_to_none=True)
             record = {"step": step, "lr": lr, **{k: v / len(archs) for k, v in totals.items()}}
             losses.append(record)
+            if log is not None and world.is_main:
+                images_per_s = cfg.batch_size * len(archs) / max(time.perf_counter() - started, 1e-9)
+                log({"kind": "step", "stage": desc, **record, "images_per_s": images_per_s})
             step += 1
             if bar is not None:
                 bar.update(1)

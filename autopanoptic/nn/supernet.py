@@ -65,6 +65,7 @@ __all__ = [
     "SupernetConfig",
     "build_supernet",
     "load_config",
+    "postprocess",
     "save_config",
 ]
 
@@ -352,10 +353,13 @@ class PanopticModel(nn.Module):
         d = self.config.size_divisible
         hmax = -(-max(h for h, _ in sizes) // d) * d
         wmax = -(-max(w for _, w in sizes) // d) * d
-        batch = torch.zeros((len(images), 3, hmax, wmax), dtype=torch.float32, device=device)
-        for b, img in zip(batch, images):
-            img = img.to(device=device, dtype=torch.float32)
-            b[:, : img.shape[1], : img.shape[2]] = (img - self.pixel_mean) / self.pixel_std
+        # Functional padding (not writes into a zero batch), so that a traced export (ONNX) keeps the
+        # image as the graph's input.
+        batch = torch.stack([
+            nn.functional.pad((img.to(device=device, dtype=torch.float32) - self.pixel_mean) / self.pixel_std,
+                              (0, wmax - w, 0, hmax - h))
+            for img, (h, w) in zip(images, sizes)
+        ])
         return ImageList(batch, sizes)
 
     def _prepare_targets(self, targets: Sequence[Mapping[str, torch.Tensor]], image_list: ImageList):
@@ -458,28 +462,39 @@ class PanopticModel(nn.Module):
         return self._postprocess(logits, detections, image_list.image_sizes)
 
     def _postprocess(self, logits, detections, image_sizes) -> list[dict[str, Any]]:
-        c = self.config
-        out = []
-        for lg, det, (h, w) in zip(logits, detections, image_sizes):
-            semantic = lg[:, :h, :w].argmax(dim=0)
-            if len(det["boxes"]):
-                masks = paste_masks_in_image(det["masks"], det["boxes"], (h, w))[:, 0] > 0.5
-            else:
-                masks = torch.zeros((0, h, w), dtype=torch.bool, device=semantic.device)
-            panoptic, segments = panoptic_fusion(
-                masks,
-                det["scores"],
-                det["labels"] - 1,
-                semantic,
-                c.num_stuff_classes,
-                score_threshold=c.instance_score_threshold,
-                overlap_threshold=c.overlap_threshold,
-                stuff_area=c.stuff_area,
-                reference_area=c.reference_area,
-            )
-            instances = {"boxes": det["boxes"], "scores": det["scores"], "labels": det["labels"] - 1, "masks": masks}
-            out.append({"panoptic": panoptic, "segments": segments, "semantic": semantic, "instances": instances})
-        return out
+        return [postprocess(self.config, lg, det, size) for lg, det, size in zip(logits, detections, image_sizes)]
+
+
+def postprocess(config: SupernetConfig, logits: torch.Tensor, det: Mapping[str, torch.Tensor],
+                size: tuple[int, int]) -> dict[str, Any]:
+    """One image's eval-mode prediction from the network's raw outputs: ``logits`` (``C x H' x W'``
+    semantic logits, cropped here to ``size`` = ``(H, W)``) and ``det`` (``boxes`` ``N x 4``,
+    ``scores``, ``labels`` 1-based, ``masks`` ``N x 1 x 28 x 28`` probabilities, as torchvision's
+    RoIHeads returns them): masks pasted and thresholded at 0.5, then
+    :func:`~autopanoptic.nn.fusion.panoptic_fusion` with ``config``'s thresholds.
+
+    Returns ``{"panoptic", "segments", "semantic", "instances"}`` as the network's forward does.
+    """
+    c = config
+    h, w = size
+    semantic = logits[:, :h, :w].argmax(dim=0)
+    if len(det["boxes"]):
+        masks = paste_masks_in_image(det["masks"], det["boxes"], (h, w))[:, 0] > 0.5
+    else:
+        masks = torch.zeros((0, h, w), dtype=torch.bool, device=semantic.device)
+    panoptic, segments = panoptic_fusion(
+        masks,
+        det["scores"],
+        det["labels"] - 1,
+        semantic,
+        c.num_stuff_classes,
+        score_threshold=c.instance_score_threshold,
+        overlap_threshold=c.overlap_threshold,
+        stuff_area=c.stuff_area,
+        reference_area=c.reference_area,
+    )
+    instances = {"boxes": det["boxes"], "scores": det["scores"], "labels": det["labels"] - 1, "masks": masks}
+    return {"panoptic": panoptic, "segments": segments, "semantic": semantic, "instances": instances}
 
 
 def _backbone_out_channels(backbone: nn.Module, config: SupernetConfig) -> tuple[int, ...]:

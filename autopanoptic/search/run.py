@@ -1,10 +1,11 @@
 """The search loop: the only place in the search core with side effects.
 
 :func:`run` drives a policy: ``ask`` a batch, evaluate the architectures not evaluated before (one
-call of ``evaluate`` per batch), ``tell`` the fitnesses, until ``done``. With ``journal=path`` every
-evaluation is appended to a JSON-lines file as it happens (flushed and fsynced); running again with
-the same journal replays the recorded fitnesses instead of calling ``evaluate`` and continues, so
-an interrupted search ends with exactly the result an uninterrupted one would have given.
+call of ``evaluate`` per batch, or one per architecture with ``batch=False``), ``tell`` the fitnesses,
+until ``done``. With ``journal=path`` every evaluation is appended to a JSON-lines file as it
+happens (flushed and fsynced); running again with the same journal replays the recorded fitnesses
+instead of calling ``evaluate`` and continues, so an interrupted search ends with exactly the result
+an uninterrupted one would have given.
 
 Journal format (version 2): the first line is a header
 ``{"format": "autopanoptic-search-journal", "version": 2, "space": ..., "space_fingerprint": ...,
@@ -21,6 +22,12 @@ carry checksums, and once one does, every later line must.
 ...              seed=0, progress=False)
 >>> result.n_evaluations, result.best_fitness == max(f for _, f in result.history)
 (5, True)
+
+A function of one architecture is run with ``batch=False``:
+
+>>> run(RandomSearch(budget=5), nas_bench_macro(), lambda arch: float(sum(arch)), seed=0,
+...     progress=False, batch=False).n_evaluations
+5
 """
 
 from __future__ import annotations
@@ -38,8 +45,8 @@ import attrs
 
 from autopanoptic.errors import JournalError
 from autopanoptic.io import atomic_write_text
+from autopanoptic.search.objective import fitnesses_of
 from autopanoptic.search.policies.base import Policy, check_seed
-from autopanoptic.search.scoreboard import FitnessError, _check_fitnesses
 from autopanoptic.search.space import Arch, SearchSpace
 
 __all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "journal_header", "read_journal", "run", "seal_line",
@@ -52,6 +59,7 @@ _READS_VERSIONS = (1, 2)  # version 1: the same records without checksums
 _CRC_SUFFIX = re.compile(r', "crc32": "([0-9a-f]{8})"\}\Z')
 
 Evaluate = Callable[[list[Arch]], Sequence[float]]
+EvaluateOne = Callable[[Arch], float]
 
 
 @attrs.frozen
@@ -203,31 +211,39 @@ def _open_journal(path: Path, header: dict[str, Any]) -> list[tuple[Arch, float]
 def run(
     policy: Policy,
     space: SearchSpace,
-    evaluate: Evaluate,
+    evaluate: Evaluate | EvaluateOne,
     *,
     seed: int,
     journal: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    batch: bool = True,
 ) -> SearchResult:
     """Run ``policy`` on ``space`` until it is done.
 
     Args:
         policy: any object with the policy interface (``init / ask / tell / done / best``).
         space: the search space.
-        evaluate: ``evaluate(archs) -> fitnesses`` for a whole batch (higher is better, finite).
-            Architectures evaluated before in this run are answered from a cache, never re-evaluated.
+        evaluate: ``evaluate(archs) -> fitnesses`` for a whole batch (higher is better, finite), or
+            with ``batch=False`` ``evaluate(arch) -> fitness`` for one architecture. Architectures
+            evaluated before in this run are answered from a cache, never re-evaluated.
         seed: a non-negative int; the same seed gives the same proposals in any process.
         journal: optional JSON-lines file; created if missing, resumed if it matches this run.
         progress: show a tqdm bar (ETA, distinct evaluations, best fitness so far).
+        batch: ``True`` (default): ``evaluate`` takes a list of architectures and returns one number
+            each. ``False``: it takes one architecture and returns one number; each result is
+            journaled before the next call. See :mod:`autopanoptic.search.objective`.
 
     Raises:
         JournalError: the journal is corrupt or belongs to another space / policy / seed (it is
             left untouched).
-        FitnessError: ``evaluate`` returned the wrong number of values or a non-finite one.
+        FitnessError: ``evaluate`` returned something other than what its form requires (a wrong
+            count, a non-number, a non-finite number); the one-line message says what it must return.
     """
     from tqdm.auto import tqdm
 
     seed = check_seed(seed)
+    if not isinstance(batch, bool):
+        raise TypeError(f"batch must be True (evaluate takes a list) or False (one architecture), got {batch!r}")
     state = policy.init(space, seed)
     replay: list[tuple[Arch, float]] = []
     writer: _Journal | None = None
@@ -263,11 +279,8 @@ def run(
                     to_eval.append(a)
                     history.append((a, math.nan))  # placeholder, filled below
             if to_eval:
-                fits = _check_fitnesses(evaluate(list(to_eval)))
-                if len(fits) != len(to_eval):
-                    raise FitnessError(f"evaluate returned {len(fits)} fitnesses for {len(to_eval)} architectures")
                 start = len(history) - len(to_eval)
-                for k, (a, f) in enumerate(zip(to_eval, fits)):
+                for k, (a, f) in enumerate(zip(to_eval, fitnesses_of(evaluate, to_eval, batch=batch))):
                     cache[a] = f
                     history[start + k] = (a, f)
                     if writer is not None:

@@ -157,6 +157,15 @@ def test_sigkilled_stages_resume_to_the_uninterrupted_result(runs):
     assert (ref / "search" / "journal.jsonl").read_text() == (out / "search" / "journal.jsonl").read_text()
     assert json.loads((ref / "arch.json").read_text()) == json.loads((out / "arch.json").read_text())
     assert not (out / ".lock").exists()
+    assert _logged(out) == _logged(ref)  # the run log: every record once, none lost, same values
+
+
+def _logged(run: Path) -> list:
+    """metrics.jsonl without its timings (wall-clock time, images/s, seconds)."""
+    from autopanoptic.engine.logs import read_log
+
+    drop = {"time", "images_per_s", "seconds"}
+    return [{k: v for k, v in r.items() if k not in drop} for r in read_log(run / "metrics.jsonl")]
 
 
 def test_truncated_checkpoint_and_torn_journal_are_reported_and_left_alone(runs, tmp_path):
@@ -277,6 +286,7 @@ def test_train_supernet_under_torchrun_writes_one_checkpoint_that_one_process_re
     shutil.copytree(torchrun_supernet, out)
     state = load_checkpoint(out / "supernet" / "checkpoint.pt")
     assert state["step"] == 6 and len(json.loads((out / "supernet" / "losses.json").read_text())) == 6
+    assert [r["step"] for r in _logged(out)] == list(range(6))  # rank 0 alone logged each step
     assert not (out / ".lock").exists()
     assert not [p for p in out.rglob("*.tmp")]  # no half-written file of a second writer
     res = stage("train-supernet", out, *TWO_IMAGES)  # the same run, one process: nothing left to do

@@ -85,6 +85,42 @@ def test_search_resumes_from_its_journal(run_folder, tmp_path):
     assert json.loads((run_folder / "arch.json").read_text())["flat"] == before["flat"]
 
 
+def test_metrics_jsonl_logs_every_step_candidate_and_evaluation_once(run_folder):
+    # runs after the search resume above: the resumed search must not have logged anything twice
+    from autopanoptic.engine.logs import read_log, record_key
+
+    records = read_log(run_folder / "metrics.jsonl")
+    keys = [record_key(r) for r in records]
+    assert len(keys) == len(set(keys))
+    for stage in ("supernet", "retrain"):
+        steps = [r for r in records if r["kind"] == "step" and r["stage"] == stage]
+        losses = json.loads((run_folder / stage / "losses.json").read_text())
+        assert [r["step"] for r in steps] == [x["step"] for x in losses] == [0, 1]
+        for r, x in zip(steps, losses):
+            assert r["loss"] == x["loss"] and r["lr"] == x["lr"] and r["images_per_s"] > 0
+    candidates = [r for r in records if r["kind"] == "candidate"]
+    expected = json.loads((run_folder / "search" / "candidates.json").read_text())
+    assert [(r["n"], r["arch"], r["fitness"]) for r in candidates] == [(c["index"], c["arch"], c["fitness"]) for c in expected]
+    assert all(r["seconds"] > 0 for r in candidates)
+    (ev,) = [r for r in records if r["kind"] == "eval"]
+    metrics = json.loads((run_folder / "eval" / "metrics.json").read_text())
+    assert (ev["PQ"], ev["SQ_Things"], ev["RQ_Stuff"]) == (metrics["All"]["pq"], metrics["Things"]["sq"], metrics["Stuff"]["rq"])
+    assert ev["retrain_steps"] == 2 and ev["n_images"] == metrics["n_images"]
+    report = (run_folder / "report.md").read_text()
+    assert "plots/candidates.png" in report and (run_folder / "plots" / "candidates.png").is_file()
+
+
+def test_tensorboard_without_the_extra_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    res = CliRunner().invoke(main, ["evaluate", "--out", str(tmp_path / "x"), "--no-progress", *TINY,
+                                    "--set", "log.tensorboard=true"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines() == [res.output.strip()]
+    assert "pip install 'autopanoptic[tensorboard]'" in res.output
+
+
 def test_arch_show_lists_every_layer_with_its_op_and_the_totals(run_folder):
     res = cli("arch", "show", str(run_folder / "arch.json"), *TINY)
     assert res.exit_code == 0, res.output

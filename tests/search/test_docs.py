@@ -28,6 +28,7 @@ MODULES = [
     "autopanoptic.search.fair",
     "autopanoptic.search.scoreboard",
     "autopanoptic.search.run",
+    "autopanoptic.search.objective",
     "autopanoptic.search.toy",
     "autopanoptic.search.policies.base",
     "autopanoptic.search.policies.path_priority",
