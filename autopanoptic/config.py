@@ -11,7 +11,7 @@ and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` 
 >>> load_config("tiny", overrides=["train.lrr=0.01"])
 Traceback (most recent call last):
 ...
-autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
+autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, lr, milestones, momentum, parallel, schedule, seed, steps, warmup_steps, weight_decay
 """
 
 from __future__ import annotations
@@ -148,7 +148,9 @@ class ModelConfig:
 @attrs.frozen
 class TrainConfig:
     """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
-    on its own batch of ``batch_size`` images, then one SGD step."""
+    on its own batch of ``batch_size`` images, then one SGD step. ``parallel``: how several workers
+    share a step -- ``cycle`` deals the ``m`` passes to them, ``data`` slices every batch
+    (:mod:`autopanoptic.engine.parallel`; it does not change the result beyond float rounding)."""
 
     steps: int = attrs.field(default=30, converter=int, validator=_positive)
     batch_size: int = attrs.field(default=2, converter=int, validator=_positive)
@@ -161,6 +163,7 @@ class TrainConfig:
     gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
     checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
+    parallel: str = attrs.field(default="cycle", validator=_one_of("cycle", "data"))
 
 
 @attrs.frozen

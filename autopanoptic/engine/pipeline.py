@@ -172,6 +172,7 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         losses_path=run.path("supernet", "losses.json"),
         fingerprint=_fingerprint(cfg, "train", "model", "data"),
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
+        parallel=cfg.train.parallel,
     )
     return model, result
 
@@ -393,12 +394,13 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
     With ``baseline``, the untrained network of the chosen architecture is evaluated too (the
     PQ an untrained net reaches, for comparison). Returns the metrics, with stage timings.
     """
-    from autopanoptic.engine.evaluate import evaluate
+    from autopanoptic.engine import distributed
     from autopanoptic.engine.report import write_report
 
     times: dict[str, float] = {}
     t0, c0 = time.perf_counter(), time.process_time()
-    data = prepare_data(cfg, run, progress=progress)
+    with distributed.main_first():  # in a process group rank 0 generates the data, the others read it
+        data = prepare_data(cfg, run, progress=progress)
     times["data"] = time.perf_counter() - t0
     t = time.perf_counter()
     train_supernet(cfg, run, data, device=device, progress=progress)
@@ -416,11 +418,15 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
         space = build_supernet_space(cfg, data)
         arch = _read_arch(run, space, None)
         fresh = _retrain_network(attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False)), data, arch)
-        base = evaluate(fresh, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size)
+        base = distributed.evaluate_sharded(fresh, data.eval, data.splits.eval, device=device,
+                                            batch_size=cfg.eval.batch_size)
         metrics["untrained"] = {g: base.summary()[g] for g in ("All", "Things", "Stuff")}
     times["total"] = time.perf_counter() - t0
-    times["cpu_total"] = time.process_time() - c0  # CPU seconds of this process (all its threads)
+    # CPU seconds of all the run's processes (every rank, all its threads), summed in rank order
+    times["cpu_total"] = sum(distributed.all_gather_objects(time.process_time() - c0))
+    times["workers"] = distributed.world().size
     metrics["timings"] = times
-    atomic_write_json(run.path("eval", "metrics.json"), metrics)
-    write_report(run, cfg)
+    if distributed.world().is_main:
+        atomic_write_json(run.path("eval", "metrics.json"), metrics)
+        write_report(run, cfg)
     return metrics

@@ -14,12 +14,16 @@ Checkpoints hold the weights, the optimizer (momentum buffers), the step counter
 the flips and the cycle are pure functions of ``(seed, step)``), the loss log and the state of every
 random generator, so a resumed run continues exactly as if it had not stopped.
 
-Under ``torchrun`` (an initialised ``torch.distributed`` process group) every rank runs the same
-architectures on its slice of each global batch (``batch_size`` must divide by the number of ranks);
-gradients and usage counts are summed over ranks before the division
-(:func:`autopanoptic.engine.distributed.reduce_gradients`), the loss log is the mean over ranks,
-a non-finite loss on any rank stops every rank, and rank 0 alone writes the checkpoint (every rank
-reads it on resume). See docs/distributed.md.
+Every pass seeds torch's generator from ``(seed, step, pass)``
+(:func:`autopanoptic.engine.parallel.pass_seed`), so a run does not depend on which process runs a pass.
+
+In a process group (``torchrun``, or the local workers of :mod:`autopanoptic.engine.workers`) the
+step is shared over the ranks (:mod:`autopanoptic.engine.parallel`): ``parallel="cycle"`` deals the
+step's passes to the ranks, each on its whole batch; ``parallel="data"`` runs every pass on every
+rank, each on its slice of the batch. Either way gradients and usage counts are summed over ranks
+before the division (:func:`autopanoptic.engine.distributed.reduce_gradients`), the loss log is the
+single process's, a non-finite loss on any rank stops every rank, and rank 0 alone writes the
+checkpoint (every rank reads it on resume). See docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 import attrs
 import torch
 
-from autopanoptic.engine import distributed
+from autopanoptic.engine import distributed, parallel as par
 from autopanoptic.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from autopanoptic.engine.datasets import batch_indices, flips_for, load_batch
 from autopanoptic.engine.schedule import lr_at
@@ -127,7 +131,7 @@ def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch
 
 def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in sorted(set(stored) | set(current)):
-        if key == "checkpoint_every":
+        if key in ("checkpoint_every", "train.parallel"):  # neither changes what is computed
             continue
         if stored.get(key) != current.get(key):
             return f"{key}: checkpoint has {stored.get(key)!r}, config has {current.get(key)!r}"
@@ -150,6 +154,7 @@ def train(
     flip: bool = True,
     progress: bool = True,
     desc: str = "train",
+    parallel: str = "data",
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
 
@@ -161,15 +166,20 @@ def train(
         checkpoint_path: written every ``cfg.checkpoint_every`` steps and at the end; if it exists
             and ``resume``, training continues from it (its ``fingerprint`` must match).
         stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
+        parallel: in a process group, ``"cycle"`` (deal the step's passes to the ranks) or ``"data"``
+            (slice every batch over the ranks); see :mod:`autopanoptic.engine.parallel`.
 
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
     device = torch.device(device)
     world = distributed.world()
-    if world.active and cfg.batch_size % world.size:
-        raise distributed.DistributedError(
-            f"{desc}: batch_size {cfg.batch_size} does not split over {world.size} ranks; use a multiple of {world.size}"
-        )
+    if parallel not in par.MODES:
+        raise ValueError(f"{desc}: parallel must be one of {', '.join(par.MODES)}; got {parallel!r}")
+    cycle_mode = world.active and parallel == "cycle"
+    shards = par.data_shards(cfg.batch_size, world.size) if world.active and not cycle_mode else 1
+    if world.is_main and world.active and not cycle_mode and shards < world.size and progress:
+        print(f"{desc}: batch_size {cfg.batch_size} splits over {shards} of {world.size} ranks; "
+              f"{world.size - shards} wait (use a batch size that divides by {world.size})", flush=True)
     progress = progress and world.is_main
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -223,7 +233,8 @@ def train(
 
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
     model.train()
-    with UsageCounter(model) as usage:
+    replay = par.BatchNormReplay(model) if cycle_mode else contextlib.nullcontext()
+    with UsageCounter(model) as usage, replay:
         while step < end:
             lr = lr_at(
                 step,
@@ -239,13 +250,21 @@ def train(
             archs = list(archs_for_step(step))
             opt.zero_grad(set_to_none=True)
             usage.reset()
+            if cycle_mode:
+                replay.begin_step()
             totals: dict[str, float] = {}
-            for j, arch in enumerate(archs):
+            for j in par.my_passes(len(archs), world) if cycle_mode else range(len(archs)):
+                arch = archs[j]
                 k = step * len(archs) + j
                 idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
                 flips = flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip)
-                if world.active:  # this rank's slice of the global batch
-                    idx, flips = distributed.shard(idx, world), distributed.shard(flips, world)
+                if world.active and not cycle_mode:  # this rank's slice of the global batch
+                    idx, flips = par.shard_batch(idx, flips, world, shards)
+                    if not idx:
+                        continue
+                torch.manual_seed(par.pass_seed(cfg.seed, step, j, world.rank if shards > 1 else None))
+                if cycle_mode:
+                    replay.begin_pass(j)
                 images, targets = load_batch(dataset, idx, flips=flips, device=device)
                 with _out_of_memory(desc, step, device, cfg.batch_size):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
@@ -267,18 +286,20 @@ def train(
                     totals[name] = totals.get(name, 0.0) + float(v.detach())
                 totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
             if world.active:
-                totals = distributed.reduce_mean({"nonfinite": 0.0, **totals})
-                if totals.pop("nonfinite") > 0:
+                totals = par.sum_over_ranks(totals)
+                if totals.pop("nonfinite", 0.0) > 0:
                     raise TrainingError(
                         f"{desc}: the loss became non-finite at step {step} on some rank; lower the learning rate "
                         f"(lr={cfg.lr}) or add warm-up steps"
                     )
                 distributed.reduce_gradients(usage.params, usage.counts, device)
+                if cycle_mode:
+                    replay.sync()
             else:
                 usage.normalise()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            record = {"step": step, "lr": lr, **{k: v / len(archs) for k, v in totals.items()}}
+            record = {"step": step, "lr": lr, **{k: v / (len(archs) * shards) for k, v in totals.items()}}
             losses.append(record)
             step += 1
             if bar is not None:
