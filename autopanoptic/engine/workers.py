@@ -108,9 +108,9 @@ def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.de
             mp.start_processes(_worker, args=(n, store.port, str(device), threads, fn, tuple(args), folder),
                                nprocs=n, join=True, start_method="spawn")
         except ProcessException as e:
-            # the worker that failed first (the others may have failed because it was gone)
-            own = Path(folder, f"error_{e.error_index}.txt")
-            cause = own.read_text() if own.exists() else (
+            # the worker that failed first (the others fail when it is gone: "connection closed by peer")
+            errors = sorted(Path(folder).glob("error_*.txt"), key=lambda f: f.stat().st_mtime_ns)
+            cause = errors[0].read_text() if errors else (
                 f"worker {e.error_index} of {n} exited with code {getattr(e, 'exit_code', '?')}")
             raise WorkerError(cause) from None
         return pickle.loads(Path(folder, "result.pkl").read_bytes())

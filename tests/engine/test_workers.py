@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
@@ -25,6 +26,7 @@ W = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(W)
 
 CFG = TrainConfig(steps=3, batch_size=4, lr=0.1, momentum=0.9, weight_decay=1e-3, warmup_steps=1, seed=5)
+DATA_CFG = attrs.evolve(CFG, batch_size=6)  # data mode on 4 ranks: slices of 2 on 3 ranks, one waits
 
 
 class BNNet(W.LinNet):
@@ -38,11 +40,11 @@ class BNNet(W.LinNet):
                 layer[j] = torch.nn.Sequential(layer[j], torch.nn.BatchNorm2d(layer[j].out_channels))
 
 
-def _train(cls, parallel_mode="cycle"):
+def _train(cls, parallel_mode="cycle", cfg=CFG):
     torch.manual_seed(0)
     model = cls()
     r = OpRestriction.build(model.search_space, ())
-    res = train(model, W.train_data(), range(8), CFG, archs_for_step=lambda s: fair_cycle_for_step(r.sub, CFG.seed, s),
+    res = train(model, W.train_data(), range(8), cfg, archs_for_step=lambda s: fair_cycle_for_step(r.sub, CFG.seed, s),
                 progress=False, parallel=parallel_mode)
     return model, res
 
@@ -79,6 +81,8 @@ def rank_work():
         model, res = _train(cls)
         out[cls.__name__] = ({k: v.clone() for k, v in model.state_dict().items()}, res.losses)
     out["counts"], out["grads"] = _step_counts(BNNet)
+    model, res = _train(W.LinNet, "data", DATA_CFG)
+    out["data"] = ({k: v.clone() for k, v in model.state_dict().items()}, res.losses)
     return out
 
 
@@ -91,7 +95,9 @@ def fail_on_rank(bad: int):
 @pytest.fixture(scope="module")
 def single():
     torch.set_num_threads(1)
-    return {cls.__name__: _train(cls) for cls in (W.LinNet, BNNet)}, _step_counts(BNNet)
+    trained = {cls.__name__: _train(cls) for cls in (W.LinNet, BNNet)}
+    trained["data"] = _train(W.LinNet, "data", DATA_CFG)
+    return trained, _step_counts(BNNet)
 
 
 @pytest.mark.parametrize("ranks", [2, 4])  # the 6-pass cycle: 3 + 3, and 2 + 2 + 1 + 1 (uneven)
@@ -103,7 +109,7 @@ def test_dealing_the_cycle_to_ranks_is_the_single_process_step(single, ranks):
     assert len(set(counts.values())) > 1  # some parameters used by more passes than others
     for name, g in grads.items():
         torch.testing.assert_close(got["grads"][name], g, rtol=1e-5, atol=1e-7, msg=name)
-    for cls in ("LinNet", "BNNet"):
+    for cls in ("LinNet", "BNNet", "data"):  # data: every pass sliced over 2 ranks, or 3 of 4
         model, res = trained[cls]
         weights, losses = got[cls]
         assert weights.keys() == model.state_dict().keys()
