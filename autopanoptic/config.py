@@ -11,7 +11,7 @@ and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` 
 >>> load_config("tiny", overrides=["train.lrr=0.01"])
 Traceback (most recent call last):
 ...
-autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, lr, milestones, momentum, parallel, schedule, seed, steps, warmup_steps, weight_decay
+autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': amp, batch_size, checkpoint_every, gamma, lr, milestones, momentum, parallel, schedule, seed, steps, warmup_steps, weight_decay
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ class ModelConfig:
 @attrs.frozen
 class TrainConfig:
     """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
-    on its own batch of ``batch_size`` images, then one SGD step. ``parallel``: how several workers
+    on its own batch of ``batch_size`` images, then one SGD step. ``amp``: mixed precision of the
+    forward passes (``off``, ``bf16``, ``fp16``; :mod:`autopanoptic.engine.amp`). ``parallel``: how several workers
     share a step -- ``cycle`` deals the ``m`` passes to them, ``data`` slices every batch
     (:mod:`autopanoptic.engine.parallel`; it does not change the result beyond float rounding)."""
 
@@ -164,6 +165,7 @@ class TrainConfig:
     checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
     parallel: str = attrs.field(default="cycle", validator=_one_of("cycle", "data"))
+    amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
 
 
 @attrs.frozen
@@ -189,7 +191,7 @@ class RetrainConfig:
     """Retraining the chosen architecture as a standalone network (``preset`` None = the supernet's
     own preset, e.g. ``paper-retrain`` for the wider network). ``backbone_weights`` (a ``backbone.pt``
     of ``autopanoptic pretrain``) initialises a freshly built network's backbone
-    (``init_from_supernet: false``)."""
+    (``init_from_supernet: false``). ``amp``: as ``train.amp``."""
 
     preset: str | None = attrs.field(default=None, converter=_opt_str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
@@ -206,15 +208,18 @@ class RetrainConfig:
     gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
     checkpoint_every: int = attrs.field(default=50, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
+    amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
 
 
 @attrs.frozen
 class EvalConfig:
-    """Evaluation of the retrained network on the evaluation split."""
+    """Evaluation of the retrained network on the evaluation split (``amp``: mixed precision of its
+    forward passes, ``off`` / ``bf16`` / ``fp16``)."""
 
     export: bool = attrs.field(default=True, converter=bool)
     draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
     batch_size: int = attrs.field(default=4, converter=int, validator=_positive)  # images per forward pass
+    amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
 
 
 @attrs.frozen

@@ -150,6 +150,7 @@ def evaluate(
     desc: str = "evaluate",
     on_image: Any = None,
     branch_metrics: bool = False,
+    amp: str = "off",
 ) -> EvalResult:
     """PQ of ``model`` (a supernet with ``arch``, or a standalone network with ``arch=None``) on
     ``dataset[indices]``.
@@ -163,7 +164,9 @@ def evaluate(
     (the prediction, its PQ statistics and, with ``branch_metrics``, its AP records and confusion
     matrix); :func:`autopanoptic.engine.distributed.evaluate_sharded` uses it to gather the images
     of every rank. The callback should keep only what it needs (``panoptic`` is a full-size map).
+    ``amp`` (``off`` / ``bf16`` / ``fp16``): the network's forward under autocast.
     """
+    from autopanoptic.engine.amp import autocast as amp_context
     from autopanoptic.data import PQStats, pq_stats
     from autopanoptic.data import metrics as M
 
@@ -187,7 +190,8 @@ def evaluate(
             chunk = indices[start : start + batch_size]
             samples = [dataset[i] for i in chunk]
             images = [to_tensors(s, device=device)[0] for s in samples]
-            outs = model(images) if arch is None else model(images, arch=arch)
+            with amp_context(amp, device):  # post-processing and fusion stay fp32 (engine/amp.py)
+                outs = model(images) if arch is None else model(images, arch=arch)
             for i, sample, out in zip(chunk, samples, outs):
                 pan = out["panoptic"].detach().cpu().numpy().astype(np.int64)
                 segs = prediction_segments(pan, out["segments"], categories)

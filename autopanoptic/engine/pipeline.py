@@ -363,7 +363,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         net, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
-        branch_metrics=True,
+        branch_metrics=True, amp=cfg.eval.amp,
     )
     summary = res.summary()
     cats = data.eval.categories
@@ -419,7 +419,7 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
         arch = _read_arch(run, space, None)
         fresh = _retrain_network(attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False)), data, arch)
         base = distributed.evaluate_sharded(fresh, data.eval, data.splits.eval, device=device,
-                                            batch_size=cfg.eval.batch_size)
+                                            batch_size=cfg.eval.batch_size, amp=cfg.eval.amp)
         metrics["untrained"] = {g: base.summary()[g] for g in ("All", "Things", "Stuff")}
     times["total"] = time.perf_counter() - t0
     # CPU seconds of all the run's processes (every rank, all its threads), summed in rank order

@@ -10,6 +10,11 @@ parameter on the active path), and one SGD step (momentum, weight decay) is take
 accumulation window are the same thing, so every window is strictly fair. Parameters no pass used
 keep ``grad = None``: SGD leaves them (and their momentum) untouched.
 
+With ``cfg.amp`` (``bf16`` / ``fp16``) the forward passes run under autocast
+(:mod:`autopanoptic.engine.amp`); with ``fp16`` a gradient scaler scales the loss, and its state is
+checkpointed. Under AMP a non-finite gradient stops training with a clear error (``bf16``), or, with
+``fp16``, after :data:`MAX_SKIPPED` consecutive steps the scaler had to skip.
+
 Checkpoints hold the weights, the optimizer (momentum buffers), the step counter (the data order,
 the flips and the cycle are pure functions of ``(seed, step)``), the loss log and the state of every
 random generator, so a resumed run continues exactly as if it had not stopped.
@@ -37,7 +42,7 @@ from typing import Any
 import attrs
 import torch
 
-from autopanoptic.engine import distributed, parallel as par
+from autopanoptic.engine import amp, distributed, parallel as par
 from autopanoptic.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from autopanoptic.engine.datasets import batch_indices, flips_for, load_batch
 from autopanoptic.engine.schedule import lr_at
@@ -46,7 +51,11 @@ from autopanoptic.io import atomic_write_json
 from autopanoptic.search.fair import derive_rng, strict_fair_cycle
 from autopanoptic.search.space import Arch
 
-__all__ = ["TrainingError", "TrainResult", "fair_cycle_for_step", "train", "UsageCounter"]
+__all__ = ["MAX_SKIPPED", "TrainingError", "TrainResult", "fair_cycle_for_step", "train", "UsageCounter"]
+
+MAX_SKIPPED = 20
+"""Consecutive fp16 steps with overflowing gradients (each skipped, the loss scale halved) before
+training stops with an error."""
 
 
 class TrainingError(AutopanopticError, RuntimeError):
@@ -184,6 +193,9 @@ def train(
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    amp_mode = getattr(cfg, "amp", "off")
+    scaler = amp.grad_scaler(amp_mode, device)
+    skipped = 0
     fingerprint = dict(fingerprint or {})
     existed = checkpoint_path is not None and Path(checkpoint_path).exists()
     step, losses, resumed_from = 0, [], 0
@@ -198,6 +210,9 @@ def train(
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            skipped = int(state.get("skipped", 0))
         except (RuntimeError, KeyError, ValueError) as e:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{checkpoint_path}: does not match the model ({first})") from None
@@ -220,6 +235,8 @@ def train(
                 "losses": losses,
                 "rng": rng_state(),
                 "fingerprint": fingerprint,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "skipped": skipped,
             },
         )
         if losses_path is not None:
@@ -266,8 +283,9 @@ def train(
                 if cycle_mode:
                     replay.begin_pass(j)
                 images, targets = load_batch(dataset, idx, flips=flips, device=device)
-                with _out_of_memory(desc, step, device, cfg.batch_size):
+                with _out_of_memory(desc, step, device, cfg.batch_size), amp.autocast(amp_mode, device):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
+                out = {name: v.float() for name, v in out.items()}
                 loss = sum(out.values())
                 if world.active and not torch.isfinite(loss):
                     totals["nonfinite"] = 1.0  # every rank stops together after the reduction below
@@ -280,7 +298,7 @@ def train(
                         f"(lr={cfg.lr}) or add warm-up steps"
                     )
                 with _out_of_memory(desc, step, device, cfg.batch_size):
-                    loss.backward()
+                    (loss if scaler is None else scaler.scale(loss)).backward()
                 usage.end_pass()
                 for name, v in out.items():
                     totals[name] = totals.get(name, 0.0) + float(v.detach())
@@ -297,7 +315,12 @@ def train(
                     replay.sync()
             else:
                 usage.normalise()
-            opt.step()
+            if scaler is not None:
+                skipped = _scaled_step(scaler, opt, skipped, desc, step)
+            else:
+                if amp_mode != "off":
+                    _check_gradients(params, desc, step, cfg.lr)
+                opt.step()
             opt.zero_grad(set_to_none=True)
             record = {"step": step, "lr": lr, **{k: v / (len(archs) * shards) for k, v in totals.items()}}
             losses.append(record)
@@ -312,6 +335,29 @@ def train(
     if step == resumed_from and checkpoint_path is not None and not existed:
         save()
     return TrainResult(steps=step, resumed_from=resumed_from, losses=tuple(losses))
+
+
+def _scaled_step(scaler: torch.amp.GradScaler, opt: torch.optim.Optimizer, skipped: int, desc: str, step: int) -> int:
+    """One fp16 optimizer step through the scaler; returns the count of consecutive skipped steps."""
+    before = scaler.get_scale()
+    scaler.step(opt)  # skipped if a gradient is inf / nan (the same decision on every rank: same gradients)
+    scaler.update()
+    skipped = skipped + 1 if scaler.get_scale() < before else 0
+    if skipped >= MAX_SKIPPED:
+        raise TrainingError(
+            f"{desc}: fp16 gradients overflowed at {skipped} consecutive steps (up to step {step}; loss scale now "
+            f"{scaler.get_scale():.3g}); use amp=bf16 or amp=off, or lower the learning rate"
+        )
+    return skipped
+
+
+def _check_gradients(params: Sequence[torch.nn.Parameter], desc: str, step: int, lr: float) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        raise TrainingError(
+            f"{desc}: a gradient became non-finite at step {step} under mixed precision; lower the learning rate "
+            f"(lr={lr}), add warm-up steps, or use amp=off"
+        )
 
 
 def mean_loss(losses: Sequence[dict[str, float]], last: int = 5) -> float:

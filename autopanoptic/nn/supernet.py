@@ -458,6 +458,15 @@ class PanopticModel(nn.Module):
         return self._postprocess(logits, detections, image_list.image_sizes)
 
     def _postprocess(self, logits, detections, image_sizes) -> list[dict[str, Any]]:
+        # fp32 with autocast off, even when the forward ran under mixed precision (engine/amp.py)
+        with torch.autocast(logits.device.type, enabled=False):
+            return self._postprocess_fp32(
+                logits.float(),
+                [{k: v.float() if v.is_floating_point() else v for k, v in d.items()} for d in detections],
+                image_sizes,
+            )
+
+    def _postprocess_fp32(self, logits, detections, image_sizes) -> list[dict[str, Any]]:
         c = self.config
         out = []
         for lg, det, (h, w) in zip(logits, detections, image_sizes):
