@@ -84,6 +84,19 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _sizes(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (int(value),)
+    return _int_tuple(value)
+
+
+def _all_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if any(v <= 0 for v in value):
+        raise ValueError(f"sizes must be > 0, got {list(value)!r}")
+
+
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -112,6 +125,10 @@ class DataConfig:
     ``root`` (by a seeded permutation). The search's validation split is carved out of what remains
     (the training data): ``val_fraction`` of it. The evaluation split is never used in training or
     search.
+
+    ``min_size`` (``null``, a size, or a list of sizes for multi-scale training) and ``max_size``
+    resize every image (shorter side ``min_size``, longer side at most ``max_size``;
+    :mod:`autopanoptic.engine.resize`); ``null`` keeps images as they are.
     """
 
     root: str | None = attrs.field(default=None, converter=_opt_str)
@@ -130,6 +147,8 @@ class DataConfig:
     synthetic_size: int = attrs.field(default=64, converter=int, validator=_positive)
     synthetic_seed: int = attrs.field(default=0, converter=int)
     flip: bool = attrs.field(default=True, converter=bool)
+    min_size: tuple[int, ...] = attrs.field(default=(), converter=_sizes, validator=_all_positive)
+    max_size: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
 
 
 @attrs.frozen

@@ -148,6 +148,12 @@ def _fingerprint(cfg: Config, *sections: str, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def _resize(cfg: Config):
+    from autopanoptic.engine.resize import Resize
+
+    return Resize.from_config(cfg.data)
+
+
 def _save_config(cfg: Config, run: RunDir) -> None:
     save_config(cfg, run.path("config.yaml"))
 
@@ -172,7 +178,7 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         losses_path=run.path("supernet", "losses.json"),
         fingerprint=_fingerprint(cfg, "train", "model", "data"),
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
-        parallel=cfg.train.parallel,
+        parallel=cfg.train.parallel, resize=_resize(cfg),
     )
     return model, result
 
@@ -230,7 +236,7 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     outcome = search_supernet(
         model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
         journal=run.path("search", "journal.jsonl"), candidates_json=run.path("search", "candidates.json"),
-        count=_cost_counter(cfg, model), progress=progress,
+        count=_cost_counter(cfg, model), progress=progress, resize=_resize(cfg), amp=cfg.eval.amp,
     )
     board = outcome.scoreboard
     atomic_write_json(run.path("search", "scoreboard.json"), {
@@ -310,6 +316,7 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
         checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
         fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
+        resize=_resize(cfg),
     )
     return net, result
 
@@ -363,7 +370,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         net, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
-        branch_metrics=True, amp=cfg.eval.amp,
+        branch_metrics=True, amp=cfg.eval.amp, resize=_resize(cfg),
     )
     summary = res.summary()
     cats = data.eval.categories
@@ -419,7 +426,7 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
         arch = _read_arch(run, space, None)
         fresh = _retrain_network(attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False)), data, arch)
         base = distributed.evaluate_sharded(fresh, data.eval, data.splits.eval, device=device,
-                                            batch_size=cfg.eval.batch_size, amp=cfg.eval.amp)
+                                            batch_size=cfg.eval.batch_size, amp=cfg.eval.amp, resize=_resize(cfg))
         metrics["untrained"] = {g: base.summary()[g] for g in ("All", "Things", "Stuff")}
     times["total"] = time.perf_counter() - t0
     # CPU seconds of all the run's processes (every rank, all its threads), summed in rank order

@@ -88,13 +88,15 @@ def make_policy(cfg: SearchConfig, constraint=None):
     )
 
 
-def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device) -> list[list[torch.Tensor]]:
-    """``n_batches`` fixed batches of images (cycling through ``indices``) for BN recalibration."""
+def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device,
+                        resize: Any = None) -> list[list[torch.Tensor]]:
+    """``n_batches`` fixed batches of images (cycling through ``indices``) for BN recalibration
+    (resized by ``resize``, a :class:`~autopanoptic.engine.resize.Resize`, as evaluation resizes)."""
     idx = list(indices)
     out = []
     for b in range(n_batches):
         chunk = [idx[(b * batch_size + j) % len(idx)] for j in range(batch_size)]
-        out.append(load_batch(dataset, chunk, device=device)[0])
+        out.append(load_batch(dataset, chunk, device=device, resize=resize)[0])
     return out
 
 
@@ -124,10 +126,14 @@ def search_supernet(
     candidates_json: str | Path | None = None,
     count=None,
     progress: bool = True,
+    resize: Any = None,
+    amp: str = "off",
 ) -> SearchOutcome:
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
-    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget.
+    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget. ``resize`` and
+    ``amp`` apply to the calibration batches and the evaluations (as in
+    :func:`~autopanoptic.engine.evaluate.evaluate`).
     """
     from autopanoptic.nn import recalibrate_bn
     from autopanoptic.search import PathPriority, Scoreboard, run
@@ -138,7 +144,7 @@ def search_supernet(
             raise ConfigError("search.max_params / search.max_macs need a cost counter")
         constraint = CostBudget(functools.lru_cache(maxsize=None)(count), restriction.to_full, cfg.max_params, cfg.max_macs)
     policy = make_policy(cfg, constraint)
-    calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device)
+    calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device, resize)
     started = time.perf_counter()
 
     world = distributed.world()
@@ -149,7 +155,7 @@ def search_supernet(
             full = restriction.to_full(a)
             if calib:
                 recalibrate_bn(supernet, full, calib)
-            res = evaluate(supernet, dataset, val_indices, arch=full, device=device)
+            res = evaluate(supernet, dataset, val_indices, arch=full, device=device, resize=resize, amp=amp)
             out[k] = res.pq
         if world.active:
             for part in distributed.all_gather_objects(out):

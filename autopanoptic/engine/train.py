@@ -164,6 +164,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     parallel: str = "data",
+    resize: Any = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
 
@@ -177,6 +178,8 @@ def train(
         stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
         parallel: in a process group, ``"cycle"`` (deal the step's passes to the ranks) or ``"data"``
             (slice every batch over the ranks); see :mod:`autopanoptic.engine.parallel`.
+        resize: a :class:`~autopanoptic.engine.resize.Resize` for the training images (batch ``k``
+            at shorter side ``resize.for_batch(k, cfg.seed)``), or None.
 
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
@@ -282,7 +285,8 @@ def train(
                 torch.manual_seed(par.pass_seed(cfg.seed, step, j, world.rank if shards > 1 else None))
                 if cycle_mode:
                     replay.begin_pass(j)
-                images, targets = load_batch(dataset, idx, flips=flips, device=device)
+                images, targets = load_batch(dataset, idx, flips=flips, device=device, resize=resize,
+                                             min_size=resize.for_batch(k, cfg.seed) if resize is not None else None)
                 with _out_of_memory(desc, step, device, cfg.batch_size), amp.autocast(amp_mode, device):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
                 out = {name: v.float() for name, v in out.items()}
