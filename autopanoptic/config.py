@@ -128,7 +128,9 @@ class DataConfig:
 
     ``min_size`` (``null``, a size, or a list of sizes for multi-scale training) and ``max_size``
     resize every image (shorter side ``min_size``, longer side at most ``max_size``;
-    :mod:`autopanoptic.engine.resize`); ``null`` keeps images as they are.
+    :mod:`autopanoptic.engine.resize`); ``null`` keeps images as they are. ``loader_workers``:
+    ``torch.utils.data.DataLoader`` processes that prepare training batches ahead, in the same order
+    (:mod:`autopanoptic.engine.loader`; ``0`` = in the training loop).
     """
 
     root: str | None = attrs.field(default=None, converter=_opt_str)
@@ -149,6 +151,7 @@ class DataConfig:
     flip: bool = attrs.field(default=True, converter=bool)
     min_size: tuple[int, ...] = attrs.field(default=(), converter=_sizes, validator=_all_positive)
     max_size: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
+    loader_workers: int = attrs.field(default=0, converter=int, validator=_non_negative)
 
 
 @attrs.frozen

@@ -178,7 +178,7 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
         losses_path=run.path("supernet", "losses.json"),
         fingerprint=_fingerprint(cfg, "train", "model", "data"),
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
-        parallel=cfg.train.parallel, resize=_resize(cfg),
+        parallel=cfg.train.parallel, resize=_resize(cfg), loader_workers=cfg.data.loader_workers,
     )
     return model, result
 
@@ -316,7 +316,7 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
         checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
         fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
         device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
-        resize=_resize(cfg),
+        resize=_resize(cfg), loader_workers=cfg.data.loader_workers,
     )
     return net, result
 

@@ -45,6 +45,7 @@ import torch
 from autopanoptic.engine import amp, distributed, parallel as par
 from autopanoptic.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from autopanoptic.engine.datasets import batch_indices, flips_for, load_batch
+from autopanoptic.engine.loader import Pass, prefetched
 from autopanoptic.engine.schedule import lr_at
 from autopanoptic.errors import AutopanopticError, CheckpointError
 from autopanoptic.io import atomic_write_json
@@ -140,7 +141,7 @@ def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch
 
 def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in sorted(set(stored) | set(current)):
-        if key in ("checkpoint_every", "train.parallel"):  # neither changes what is computed
+        if key in ("checkpoint_every", "train.parallel", "data.loader_workers"):  # none changes what is computed
             continue
         if stored.get(key) != current.get(key):
             return f"{key}: checkpoint has {stored.get(key)!r}, config has {current.get(key)!r}"
@@ -165,6 +166,7 @@ def train(
     desc: str = "train",
     parallel: str = "data",
     resize: Any = None,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
 
@@ -180,6 +182,8 @@ def train(
             (slice every batch over the ranks); see :mod:`autopanoptic.engine.parallel`.
         resize: a :class:`~autopanoptic.engine.resize.Resize` for the training images (batch ``k``
             at shorter side ``resize.for_batch(k, cfg.seed)``), or None.
+        loader_workers: DataLoader processes preparing the batches ahead, in the same order
+            (:mod:`autopanoptic.engine.loader`); ``0`` decodes each batch in the loop.
 
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
@@ -252,6 +256,26 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+    def passes_of(s: int) -> list[Pass]:
+        """The passes this rank runs at step ``s`` and their batches (pure functions of seed and step)."""
+        m = len(archs_for_step(s))
+        out = []
+        for j in par.my_passes(m, world) if cycle_mode else range(m):
+            k = s * m + j
+            idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
+            flips = flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip)
+            if world.active and not cycle_mode:  # this rank's slice of the global batch
+                idx, flips = par.shard_batch(idx, flips, world, shards)
+                if not idx:
+                    continue
+            out.append(Pass(s, j, k, tuple(idx), tuple(flips), resize.for_batch(k, cfg.seed) if resize is not None else None))
+        return out
+
+    ahead = None
+    if loader_workers and end > step:
+        first = step
+        ahead = prefetched(dataset, lambda: (p for s in range(first, end) for p in passes_of(s)),
+                           workers=loader_workers, device=device, resize=resize)
     model.train()
     replay = par.BatchNormReplay(model) if cycle_mode else contextlib.nullcontext()
     with UsageCounter(model) as usage, replay:
@@ -273,20 +297,20 @@ def train(
             if cycle_mode:
                 replay.begin_step()
             totals: dict[str, float] = {}
-            for j in par.my_passes(len(archs), world) if cycle_mode else range(len(archs)):
+            for p in passes_of(step):
+                j = p.j
                 arch = archs[j]
-                k = step * len(archs) + j
-                idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
-                flips = flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip)
-                if world.active and not cycle_mode:  # this rank's slice of the global batch
-                    idx, flips = par.shard_batch(idx, flips, world, shards)
-                    if not idx:
-                        continue
                 torch.manual_seed(par.pass_seed(cfg.seed, step, j, world.rank if shards > 1 else None))
                 if cycle_mode:
                     replay.begin_pass(j)
-                images, targets = load_batch(dataset, idx, flips=flips, device=device, resize=resize,
-                                             min_size=resize.for_batch(k, cfg.seed) if resize is not None else None)
+                if ahead is None:
+                    images, targets = load_batch(dataset, p.indices, flips=p.flips, device=device, resize=resize,
+                                                 min_size=p.min_size)
+                else:
+                    q, (images, targets) = next(ahead)
+                    assert q == p, (q, p)  # the loader lists the loop's passes, in its order
+                    images = [x.to(device, non_blocking=True) for x in images]
+                    targets = [{n: v.to(device, non_blocking=True) for n, v in t.items()} for t in targets]
                 with _out_of_memory(desc, step, device, cfg.batch_size), amp.autocast(amp_mode, device):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
                 out = {name: v.float() for name, v in out.items()}

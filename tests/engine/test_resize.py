@@ -79,3 +79,35 @@ def test_presets_use_the_papers_sizes_and_tiny_its_own():
     assert load_config("paper-coco").data.min_size == (800,) and load_config("paper-coco").data.max_size == 1333
     assert load_config("tiny").data.min_size == ()
     assert load_config("tiny", ["data.min_size=[640, 800]"]).data.min_size == (640, 800)
+
+
+def test_batches_prepared_ahead_by_dataloader_workers_train_the_same_weights(tmp_path):
+    """loader_workers=2 (multi-scale resizing, flips) against decoding in the loop; also resumed."""
+    import importlib.util
+    from pathlib import Path
+
+    from autopanoptic.config import TrainConfig
+    from autopanoptic.engine.train import train
+
+    spec = importlib.util.spec_from_file_location("train_helpers", Path(__file__).parent / "test_train.py")
+    T = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(T)
+    cfg = TrainConfig(steps=4, batch_size=2, lr=0.05, checkpoint_every=1, seed=2)
+    resize = Resize((8, 12, 16), 20)
+
+    def run(workers, folder=None, stop_after=None):
+        torch.manual_seed(0)
+        model = T.ChoiceNet()
+        res = train(model, T.make_dataset(), range(6), cfg, archs_for_step=T._cycle(model, seed=2), progress=False,
+                    resize=resize, loader_workers=workers, stop_after=stop_after,
+                    checkpoint_path=None if folder is None else folder / "c.pt")
+        return model, res
+
+    inline, res0 = run(0)
+    ahead, res2 = run(2)
+    run(2, tmp_path, stop_after=2)
+    resumed, res3 = run(2, tmp_path)
+    assert res3.resumed_from == 2
+    assert [r["loss"] for r in res0.losses] == [r["loss"] for r in res2.losses]
+    for name, v in inline.state_dict().items():
+        assert torch.equal(ahead.state_dict()[name], v) and torch.equal(resumed.state_dict()[name], v), name
