@@ -11,7 +11,11 @@ On whatever device is present (``--device auto``), on synthetic images (``write_
 2. **Retraining step** of the ``paper-retrain`` network of the cycle's first architecture.
 3. **Evaluation throughput** of that network: images/s through :func:`autopanoptic.engine.evaluate.evaluate`
    (forward, panoptic fusion, PQ matching).
-4. **What the paper's schedules cost** from those figures: COCO search training (7393 steps of
+4. **The data path alone**: images/s of reading, decoding (JPEG + panoptic PNG), flipping and
+   resizing 640 x 640 images to shorter side 800 / longer side <= 1333 (``data.min_size`` / ``data.max_size``) in one
+   process, against the images/s one supernet step consumes (``data.loader_workers`` processes
+   multiply the former).
+5. **What the paper's schedules cost** from those figures: COCO search training (7393 steps of
    12 passes x 16 images: 12 epochs), retraining (88716 steps of 16 images), one search evaluation
    (5000 images) and the whole search (60 of them), in device-hours and in hours on 1 and 8 such
    devices (8: ideal scaling). On a CPU the images are small, so these figures say little about COCO.
@@ -178,6 +182,22 @@ def main(argv=None) -> list[dict]:
             rows.append({"what": "evaluation", "deformable": False, "amp": mode,
                          "img_per_s": n_eval / (time.perf_counter() - t0), "peak_mib": _peak_mib(device)})
             print(rows[-1], flush=True)
+        from autopanoptic.engine.resize import Resize
+
+        resize = Resize((800,), 1333)
+        coco = Path(tmp) / "coco-size"  # COCO's images are about 640 x 480; these are 640 x 640
+        write_synthetic(coco, 4, size=640, seed=1, progress=False)
+        cds = PanopticDataset(coco / "images", coco / "panoptic.json", coco / "panoptic")
+        load_batch(cds, [0], resize=resize)  # warm-up
+        t0 = time.perf_counter()
+        n_read = 8
+        for i in range(n_read):
+            load_batch(cds, [i % len(cds)], flips=[bool(i % 2)], resize=resize)
+        data_rate = n_read / (time.perf_counter() - t0)
+        consumed = max(batch * CYCLE / r["step_s"] for r in rows if r["what"] == "supernet step")
+        rows.append({"what": "data path (1 process)", "deformable": False, "amp": "-", "img_per_s": data_rate,
+                     "peak_mib": _peak_mib(device), "consumed": consumed})
+        print(rows[-1], flush=True)
     load_after = os.getloadavg()
     table, costs = format_tables(rows, batch)
     print(table + "\n\n" + costs)
@@ -195,6 +215,8 @@ def format_tables(rows: list[dict], batch: int) -> tuple[str, str]:
         fwd = f"{r['fwd_img_ms']:.0f}" if "fwd_img_ms" in r else "-"
         bwd = f"{r['bwd_img_ms']:.0f}" if "bwd_img_ms" in r else "-"
         ips = f"{r['img_per_s']:.2f}" if "img_per_s" in r else "-"
+        if "consumed" in r:
+            ips += f" (the fastest supernet step above consumes {r['consumed']:.2f})"
         lines.append(f"| {r['what']} | {'yes' if r['deformable'] else 'no'} | {r['amp']} | {step} | {fwd} | {bwd} | "
                      f"{ips} | {r['peak_mib']:.0f} |")
     cost = ["| amp | search training (device-h) | retraining (device-h) | one search evaluation, 5000 images "
