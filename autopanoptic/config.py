@@ -235,8 +235,8 @@ class RetrainConfig:
 
 @attrs.frozen
 class EvalConfig:
-    """Evaluation of the retrained network on the evaluation split (``amp``: mixed precision of its
-    forward passes, ``off`` / ``bf16`` / ``fp16``)."""
+    """Evaluation of the retrained network on the evaluation split (``amp``: mixed precision of the
+    forward passes of every evaluation -- this one and the search's -- ``off`` / ``bf16`` / ``fp16``)."""
 
     export: bool = attrs.field(default=True, converter=bool)
     draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
