@@ -129,7 +129,7 @@ class DataConfig:
     ``min_size`` (``null``, a size, or a list of sizes for multi-scale training) and ``max_size``
     resize every image (shorter side ``min_size``, longer side at most ``max_size``;
     :mod:`autopanoptic.engine.resize`); ``null`` keeps images as they are. ``loader_workers``:
-    ``torch.utils.data.DataLoader`` processes that prepare training batches ahead, in the same order
+    ``torch.utils.data.DataLoader`` processes that prepare training and evaluation batches ahead, in order
     (:mod:`autopanoptic.engine.loader`; ``0`` = in the training loop).
     """
 

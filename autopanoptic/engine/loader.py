@@ -8,6 +8,8 @@ order, ``loader_workers`` processes decode, flip and resize them (``prefetch_fac
 ahead), and on CUDA the batches arrive in pinned memory so the copy to the GPU overlaps the compute.
 The DataLoader keeps the sampler's order whatever the number of workers, so the run -- and its
 resume, which restarts the sampler at the checkpoint's step -- is the one without prefetching.
+Evaluation reads its batches the same way (:func:`eval_batches`): the samples (for the ground
+truth) and the network's input images, ahead, in order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from autopanoptic.engine.datasets import load_batch
 
-__all__ = ["Pass", "PassBatches", "prefetched"]
+__all__ = ["Pass", "PassBatches", "eval_batches", "prefetched"]
 
 
 @attrs.frozen
@@ -66,3 +68,33 @@ def prefetched(dataset: Any, passes: Callable[[], Iterable[Pass]], *, workers: i
         prefetch_factor=prefetch_factor, pin_memory=device.type == "cuda",
     )
     return zip(passes(), loader)
+
+
+class _EvalBatches(torch.utils.data.Dataset):
+    def __init__(self, dataset: Any, chunks: list[list[int]], resize: Any):
+        self.dataset, self.chunks, self.resize = dataset, chunks, resize
+
+    def __getitem__(self, b: int):
+        from autopanoptic.engine.datasets import to_tensors
+
+        samples = [self.dataset[i] for i in self.chunks[b]]
+        return samples, [to_tensors(s, resize=self.resize)[0] for s in samples]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
+def eval_batches(dataset: Any, chunks: list[list[int]], *, resize: Any = None, workers: int = 0,
+                 device: torch.device | str = "cpu") -> Iterable[tuple[list[Any], list[torch.Tensor]]]:
+    """``(samples, images)`` of each chunk of dataset indices, in order: read in this process
+    (``workers=0``), or ahead by ``workers`` DataLoader processes (pinned memory on CUDA)."""
+    batches = _EvalBatches(dataset, chunks, resize)
+    if not workers:
+        return (batches[b] for b in range(len(chunks)))
+    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
+                                       pin_memory=torch.device(device).type == "cuda",
+                                       collate_fn=_as_is)
+
+
+def _as_is(batch: Any) -> Any:
+    return batch  # samples keep their numpy arrays (the default would convert them to tensors)

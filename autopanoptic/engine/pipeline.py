@@ -237,6 +237,7 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
         model, data.train, data.splits.val, data.splits.calib, cfg.search, r, device=device,
         journal=run.path("search", "journal.jsonl"), candidates_json=run.path("search", "candidates.json"),
         count=_cost_counter(cfg, model), progress=progress, resize=_resize(cfg), amp=cfg.eval.amp,
+        loader_workers=cfg.data.loader_workers,
     )
     board = outcome.scoreboard
     atomic_write_json(run.path("search", "scoreboard.json"), {
@@ -370,7 +371,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         net, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
-        branch_metrics=True, amp=cfg.eval.amp, resize=_resize(cfg),
+        branch_metrics=True, amp=cfg.eval.amp, resize=_resize(cfg), loader_workers=cfg.data.loader_workers,
     )
     summary = res.summary()
     cats = data.eval.categories

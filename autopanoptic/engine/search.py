@@ -128,12 +128,13 @@ def search_supernet(
     progress: bool = True,
     resize: Any = None,
     amp: str = "off",
+    loader_workers: int = 0,
 ) -> SearchOutcome:
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
     ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget. ``resize`` and
-    ``amp`` apply to the calibration batches and the evaluations (as in
-    :func:`~autopanoptic.engine.evaluate.evaluate`).
+    ``amp`` apply to the calibration batches and the evaluations, ``loader_workers`` to the
+    evaluations (as in :func:`~autopanoptic.engine.evaluate.evaluate`).
     """
     from autopanoptic.nn import recalibrate_bn
     from autopanoptic.search import PathPriority, Scoreboard, run
@@ -155,7 +156,8 @@ def search_supernet(
             full = restriction.to_full(a)
             if calib:
                 recalibrate_bn(supernet, full, calib)
-            res = evaluate(supernet, dataset, val_indices, arch=full, device=device, resize=resize, amp=amp)
+            res = evaluate(supernet, dataset, val_indices, arch=full, device=device, resize=resize, amp=amp,
+                           loader_workers=loader_workers)
             out[k] = res.pq
         if world.active:
             for part in distributed.all_gather_objects(out):

@@ -68,11 +68,16 @@ def test_evaluation_of_resized_images_is_scored_at_the_ground_truth_size(tmp_pat
     net = build_supernet("tiny", ds.categories.num_things, ds.categories.num_stuff)
     seen, shapes = [], []
     net.backbone.stem.register_forward_hook(lambda m, a, out: seen.append(a[0].shape[-2:]))
-    res = evaluate(net, ds, [0, 1], arch=(0,) * len(net.search_space), resize=Resize((48,), None),
-                   on_image=lambda r: shapes.append(r.panoptic.shape), branch_metrics=True)
+    maps = []
+    res = evaluate(net, ds, [0, 1], arch=(0,) * len(net.search_space), resize=Resize((48,), None), batch_size=1,
+                   on_image=lambda r: (shapes.append(r.panoptic.shape), maps.append(r.panoptic)), branch_metrics=True)
     assert all(min(s) >= 48 for s in seen)  # the network saw the resized images
     assert shapes == [np.asarray(ds[i]["panoptic"]).shape[:2] for i in (0, 1)]  # scored at 32 x 32
     assert res.n_images == 2
+    ahead = evaluate(net, ds, [0, 1], arch=(0,) * len(net.search_space), resize=Resize((48,), None), batch_size=1,
+                     loader_workers=2, on_image=lambda r: maps.append(r.panoptic), branch_metrics=True)
+    assert ahead.summary() == res.summary()  # batches read ahead by DataLoader workers: the same evaluation
+    assert all(np.array_equal(a, b) for a, b in zip(maps[:2], maps[2:]))
 
 
 def test_presets_use_the_papers_sizes_and_tiny_its_own():
