@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tempfile
@@ -103,6 +104,9 @@ def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.de
     if torch.device(device).type == "cuda" and n > torch.cuda.device_count():
         raise WorkerError(f"--workers {n} on CUDA needs {n} GPUs; this machine has {torch.cuda.device_count()}")
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # served while we wait
+    monitor = logging.getLogger("torch.multiprocessing.spawn")  # its "Terminating process" warnings: ours is the error
+    level = monitor.level
+    monitor.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="autopanoptic-workers-") as folder:
         try:
             mp.start_processes(_worker, args=(n, store.port, str(device), threads, fn, tuple(args), folder),
@@ -113,4 +117,6 @@ def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.de
             cause = errors[0].read_text() if errors else (
                 f"worker {e.error_index} of {n} exited with code {getattr(e, 'exit_code', '?')}")
             raise WorkerError(cause) from None
+        finally:
+            monitor.setLevel(level)
         return pickle.loads(Path(folder, "result.pkl").read_bytes())
