@@ -256,6 +256,7 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+
     def passes_of(s: int) -> list[Pass]:
         """The passes this rank runs at step ``s`` and their batches (pure functions of seed and step)."""
         m = len(archs_for_step(s))
@@ -268,7 +269,8 @@ def train(
                 idx, flips = par.shard_batch(idx, flips, world, shards)
                 if not idx:
                     continue
-            out.append(Pass(s, j, k, tuple(idx), tuple(flips), resize.for_batch(k, cfg.seed) if resize is not None else None))
+            size = resize.for_batch(k, cfg.seed) if resize is not None else None
+            out.append(Pass(s, j, k, tuple(idx), tuple(flips), size))
         return out
 
     ahead = None
