@@ -213,7 +213,10 @@ class RetrainConfig:
     """Retraining the chosen architecture as a standalone network (``preset`` None = the supernet's
     own preset, e.g. ``paper-retrain`` for the wider network). ``backbone_weights`` (a ``backbone.pt``
     of ``autopanoptic pretrain``) initialises a freshly built network's backbone
-    (``init_from_supernet: false``). ``amp``: as ``train.amp``."""
+    (``init_from_supernet: false``). ``amp``: as ``train.amp``. ``parallel``: with several workers,
+    ``data`` slices every batch over them; ``single`` retrains on the first worker alone while the
+    others wait (the single-process run: for small batches, where a slice of one image would change
+    what BatchNorm sees)."""
 
     preset: str | None = attrs.field(default=None, converter=_opt_str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
@@ -231,6 +234,7 @@ class RetrainConfig:
     checkpoint_every: int = attrs.field(default=50, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
     amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
+    parallel: str = attrs.field(default="data", validator=_one_of("data", "single"))
 
 
 @attrs.frozen

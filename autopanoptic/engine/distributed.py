@@ -82,9 +82,26 @@ def world() -> World:
     """
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
-    return World()
+    if _SOLO or not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+_SOLO = False
+
+
+@contextlib.contextmanager
+def solo() -> Iterator[None]:
+    """Run a block on this rank as if there were no process group (every helper here is then the
+    identity, :func:`world` is rank 0 of 1). The other ranks must not call collectives meanwhile:
+    they wait at a :func:`barrier` after it (see ``pipeline.retrain`` with ``retrain.parallel: single``).
+    """
+    global _SOLO
+    before, _SOLO = _SOLO, True
+    try:
+        yield
+    finally:
+        _SOLO = before
 
 
 def init_from_env(device: torch.device | str = "cpu") -> tuple[World, torch.device]:

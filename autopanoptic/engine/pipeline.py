@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -312,13 +313,27 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
             load_backbone_weights(net, cfg.retrain.backbone_weights)
     del supernet
     save_arch(space, arch, run.path("retrain", "arch.json"))
-    result = train(
-        net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
-        checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
-        fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
-        device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
-        resize=_resize(cfg), loader_workers=cfg.data.loader_workers,
-    )
+    from autopanoptic.engine import distributed
+
+    w = distributed.world()
+    alone = w.active and cfg.retrain.parallel == "single"
+    result = None
+    if w.is_main or not alone:
+        with distributed.solo() if alone else contextlib.nullcontext():
+            result = train(
+                net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
+                checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
+                fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
+                device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
+                resize=_resize(cfg), loader_workers=cfg.data.loader_workers,
+            )
+    if alone:  # the other workers waited; they take rank 0's result from its checkpoint
+        distributed.barrier()
+        result = distributed.broadcast_object(result)
+        if not w.is_main:
+            from autopanoptic.engine.checkpoint import load_checkpoint
+
+            net.load_state_dict(load_checkpoint(run.root / "retrain" / "checkpoint.pt", map_location=device)["model"])
     return net, result
 
 

@@ -141,7 +141,7 @@ def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch
 
 def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in sorted(set(stored) | set(current)):
-        if key in ("checkpoint_every", "train.parallel", "data.loader_workers"):  # none changes what is computed
+        if key in ("checkpoint_every", "train.parallel", "retrain.parallel", "data.loader_workers"):  # not the math
             continue
         if stored.get(key) != current.get(key):
             return f"{key}: checkpoint has {stored.get(key)!r}, config has {current.get(key)!r}"

@@ -135,22 +135,37 @@ def test_shares_of_a_step():
 
 
 def test_the_supernet_trained_by_two_workers_is_the_single_process_supernet(tmp_path):
-    """Through the command: the tiny supernet (BatchNorm, the RPN's random sampling), one step. (Over
-    more steps the two float orders drift apart as any two would: the detector's discrete choices --
-    top-k proposals, NMS, RoI sampling -- turn rounding differences into different choices.)"""
+    """Through the commands: the tiny supernet (BatchNorm, the RPN's random sampling), one step, and a
+    retraining with ``retrain.parallel: single`` (the tiny preset's: rank 0 retrains, the other waits).
+    (Over more supernet steps the two float orders drift apart as any two would: the detector's
+    discrete choices -- top-k proposals, NMS, RoI sampling -- turn rounding differences into
+    different choices.)"""
+    from autopanoptic.config import load_config
+    from autopanoptic.nn.supernet import make_config
+    from autopanoptic.search import save_arch
+
     exe = Path(sys.executable).parent / "autopanoptic"
-    common = ["train-supernet", "--device", "cpu", "--no-progress",
-              "--set", "data.synthetic_images=8", "--set", "data.synthetic_size=32", "--set", "train.steps=1",
-              "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]"]
+    sets = ["--set", "data.synthetic_images=8", "--set", "data.synthetic_size=32", "--set", "train.steps=1",
+            "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]", "--set", "retrain.steps=2",
+            "--set", "retrain.init_from_supernet=false"]
+    assert load_config("tiny").retrain.parallel == "single"
+    space = make_config("tiny", 2, 2).search_space()
+    arch_file = save_arch(space, tuple(0 for _ in space.layers), tmp_path / "arch.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    states = {}
+    states, retrained = {}, {}
     for n in (1, 2):
-        proc = subprocess.run([str(exe), *common, "--out", str(tmp_path / f"w{n}"), "--workers", str(n)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        assert "supernet: 1 steps" in proc.stdout
+        for stage in (["train-supernet"], ["retrain", "--arch", str(arch_file)]):
+            proc = subprocess.run([str(exe), *stage, "--device", "cpu", "--no-progress", *sets,
+                                   "--out", str(tmp_path / f"w{n}"), "--workers", str(n)],
+                                  capture_output=True, text=True, env=env, timeout=300)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+            assert proc.stdout.count("supernet: 1 steps" if stage[0] == "train-supernet" else "retrain: 2 steps") == 1
         states[n] = torch.load(tmp_path / f"w{n}" / "supernet" / "checkpoint.pt", weights_only=False)
+        retrained[n] = torch.load(tmp_path / f"w{n}" / "retrain" / "checkpoint.pt", weights_only=False)
     for one, two in zip(states[1]["losses"], states[2]["losses"], strict=True):
         assert one == pytest.approx(two, rel=1e-5)
     for name, v in states[1]["model"].items():
         torch.testing.assert_close(states[2]["model"][name], v, rtol=1e-4, atol=1e-5, msg=name)
+    assert retrained[1]["losses"] == retrained[2]["losses"]  # one worker retrained: the very same run
+    for name, v in retrained[1]["model"].items():
+        assert torch.equal(retrained[2]["model"][name], v), name
