@@ -104,10 +104,12 @@ Measured {started} on {machine}. Config: `tiny`{(' with ' + over) if over else '
 {table}
 
 Supernet training deals each strict-fair cycle's 12 passes to the workers (6 each); the search deals
-its candidates; retraining gives each worker one image of each batch of 2; evaluation deals its
-batches. The PQ differs between 1 and 2 workers by float rounding only (the same step, summed in
-another order; the detector's discrete choices -- top-k proposals, NMS -- turn rounding into
-different choices over hundreds of steps); for a given number of workers the run is deterministic.
+its candidates; retraining runs on the first worker while the other waits (`retrain.parallel:
+single`, the `tiny` preset's: a batch of 2 sliced into 1 image per worker would change what
+BatchNorm sees); evaluation deals its batches. The supernet differs between 1 and 2 workers by float
+rounding only (the same step, summed in another order; the detector's discrete choices -- top-k
+proposals, NMS -- turn rounding into different choices over hundreds of steps), and so may the
+architecture the search picks; for a given number of workers the run is deterministic.
 
 To re-measure (on a quiet machine the CPU / wall ratio is what the workers can use):
 
