@@ -11,7 +11,7 @@ and pass it explicitly. Presets ship as YAML files in ``autopanoptic/configs/`` 
 >>> load_config("tiny", overrides=["train.lrr=0.01"])
 Traceback (most recent call last):
 ...
-autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': batch_size, checkpoint_every, gamma, holdout_val, lr, milestones, momentum, schedule, seed, steps, warmup_steps, weight_decay
+autopanoptic.errors.ConfigError: unknown config key 'train.lrr' (from --set); known keys in 'train': amp, batch_size, checkpoint_every, gamma, holdout_val, lr, milestones, momentum, parallel, schedule, seed, steps, warmup_steps, weight_decay
 """
 
 from __future__ import annotations
@@ -85,6 +85,19 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _sizes(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (int(value),)
+    return _int_tuple(value)
+
+
+def _all_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if any(v <= 0 for v in value):
+        raise ValueError(f"sizes must be > 0, got {list(value)!r}")
+
+
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -114,6 +127,12 @@ class DataConfig:
     ``root`` (by a seeded permutation). The search's validation split is carved out of what remains
     (the training data): ``val_fraction`` of it. The evaluation split is never used in training or
     search.
+
+    ``min_size`` (``null``, a size, or a list of sizes for multi-scale training) and ``max_size``
+    resize every image (shorter side ``min_size``, longer side at most ``max_size``;
+    :mod:`autopanoptic.engine.resize`); ``null`` keeps images as they are. ``loader_workers``:
+    ``torch.utils.data.DataLoader`` processes that prepare training and evaluation batches ahead, in order
+    (:mod:`autopanoptic.engine.loader`; ``0`` = in the training loop).
     """
 
     root: str | None = attrs.field(default=None, converter=_opt_str)
@@ -133,6 +152,9 @@ class DataConfig:
     synthetic_seed: int = attrs.field(default=0, converter=int)
     synthetic_style: str = attrs.field(default="basic", validator=_one_of("basic", "hard"))
     flip: bool = attrs.field(default=True, converter=bool)
+    min_size: tuple[int, ...] = attrs.field(default=(), converter=_sizes, validator=_all_positive)
+    max_size: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
+    loader_workers: int = attrs.field(default=0, converter=int, validator=_non_negative)
 
 
 @attrs.frozen
@@ -151,8 +173,11 @@ class ModelConfig:
 @attrs.frozen
 class TrainConfig:
     """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
-    on its own batch of ``batch_size`` images, then one SGD step. With ``holdout_val`` the supernet
-    never sees the search-validation images (as SPOS kept its search images out of supernet
+    on its own batch of ``batch_size`` images, then one SGD step. ``amp``: mixed precision of the
+    forward passes (``off``, ``bf16``, ``fp16``; :mod:`autopanoptic.engine.amp`). ``parallel``: how several workers
+    share a step -- ``cycle`` deals the ``m`` passes to them, ``data`` slices every batch
+    (:mod:`autopanoptic.engine.parallel`; it does not change the result beyond float rounding). With ``holdout_val`` the
+    supernet never sees the search-validation images (as SPOS kept its search images out of supernet
     training); the retrained network still uses every training image."""
 
     steps: int = attrs.field(default=30, converter=int, validator=_positive)
@@ -167,6 +192,8 @@ class TrainConfig:
     checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
     holdout_val: bool = attrs.field(default=False, converter=bool)  # train without the search-validation images
+    parallel: str = attrs.field(default="cycle", validator=_one_of("cycle", "data"))
+    amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
 
 
 @attrs.frozen
@@ -195,7 +222,10 @@ class RetrainConfig:
     """Retraining the chosen architecture as a standalone network (``preset`` None = the supernet's
     own preset, e.g. ``paper-retrain`` for the wider network). ``backbone_weights`` (a ``backbone.pt``
     of ``autopanoptic pretrain``) initialises a freshly built network's backbone
-    (``init_from_supernet: false``)."""
+    (``init_from_supernet: false``). ``amp``: as ``train.amp``. ``parallel``: with several workers,
+    ``data`` slices every batch over them; ``single`` retrains on the first worker alone while the
+    others wait (the single-process run: for small batches, where a slice of one image would change
+    what BatchNorm sees)."""
 
     preset: str | None = attrs.field(default=None, converter=_opt_str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
@@ -212,18 +242,23 @@ class RetrainConfig:
     gamma: float = attrs.field(default=0.1, converter=float, validator=_positive)
     checkpoint_every: int = attrs.field(default=50, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
+    amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
+    parallel: str = attrs.field(default="data", validator=_one_of("data", "single"))
 
 
 @attrs.frozen
 class EvalConfig:
-    """Evaluation of the retrained network on the evaluation split. ``ground_truth``: a ground-truth
-    table (:mod:`autopanoptic.engine.truth`) the report compares the retrained PQ with, when the run's
-    data and retraining match it; ``auto`` = the table of the model preset shipped in the source tree
-    (``benchmarks/ground_truth/<preset>.json``) if there is one; ``null`` = none."""
+    """Evaluation of the retrained network on the evaluation split (``amp``: mixed precision of the
+    forward passes of every evaluation -- this one and the search's -- ``off`` / ``bf16`` / ``fp16``).
+    ``ground_truth``: a ground-truth table (:mod:`autopanoptic.engine.truth`) the report compares the
+    retrained PQ with, when the run's data and retraining match it; ``auto`` = the table of the model
+    preset shipped in the source tree (``benchmarks/ground_truth/<preset>.json``) if there is one;
+    ``null`` = none."""
 
     export: bool = attrs.field(default=True, converter=bool)
     draw: int = attrs.field(default=4, converter=int, validator=_non_negative)
     batch_size: int = attrs.field(default=4, converter=int, validator=_positive)  # images per forward pass
+    amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
     ground_truth: str | None = attrs.field(default="auto", converter=_opt_str)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from autopanoptic_cli.pipeline import workers_for, workers_option
+
 
 def _fresh_folder(out: Path | None) -> Path:
     if out is None:
@@ -37,47 +39,59 @@ def _fresh_folder(out: Path | None) -> Path:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="PyTorch CPU threads (0 = PyTorch's default).")
+@workers_option()
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the toy landscape and policies (--toy).")
 @click.option("--interaction", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Strength of the toy landscape's neighbour interactions (--toy).")
 @click.option("--dry-run", is_flag=True, help="Check config and data and print the plan, write nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def demo(out, toy, config, overrides, device, threads, seed, interaction, dry_run, progress) -> None:
-    """Run the whole Auto-Panoptic pipeline on synthetic data it generates (about 6 minutes on 2 CPU
-    cores), or (--toy) the search core alone."""
+def demo(out, toy, config, overrides, device, threads, workers, seed, interaction, dry_run, progress) -> None:
+    """Run the whole Auto-Panoptic pipeline on synthetic data it generates (on every CPU core by
+    default: --workers), or (--toy) the search core alone."""
     if not toy:
-        from autopanoptic.engine.pipeline import set_threads
+        from autopanoptic.config import load_config
+        from autopanoptic.engine import pipeline
+        from autopanoptic.engine.workers import launch
 
-        set_threads(threads)
-        _full(out, config, overrides, device, progress, dry_run)
+        pipeline.set_threads(threads)
+        cfg = load_config(config, list(overrides))
+        dev = pipeline.resolve_device(device)
+        out = _fresh_folder(out)
+        if dry_run:
+            from autopanoptic.engine.plan import describe_plan
+
+            click.echo(describe_plan(cfg, out, dev, ["train-supernet", "search", "retrain", "evaluate"]))
+            return
+        launch(workers_for(workers, dev), _full, (cfg, out, str(dev), progress), device=dev, threads=threads)
     else:
         _toy(out, seed, interaction, progress)
 
 
-def _full(out: Path | None, config: str, overrides, device: str, progress: bool, dry_run: bool = False) -> None:
-    from autopanoptic.config import load_config
-    from autopanoptic.engine import pipeline
+def _full(cfg, out: Path, device: str, progress: bool) -> None:
+    """The panoptic demo in this process: alone, or as one rank of the workers' process group."""
+    from autopanoptic.engine import distributed, pipeline
     from autopanoptic.engine.evaluate import summary_table
     from autopanoptic.engine.runs import RunDir
 
-    cfg = load_config(config, list(overrides))
-    dev = pipeline.resolve_device(device)
-    out = _fresh_folder(out)
-    if dry_run:
-        from autopanoptic.engine.plan import describe_plan
-
-        click.echo(describe_plan(cfg, out, dev, ["train-supernet", "search", "retrain", "evaluate"]))
+    w, dev = distributed.init_from_env(device)
+    run = RunDir(out)
+    if w.is_main:  # rank 0 holds the run folder's lock
+        run.acquire()
+    try:
+        metrics = pipeline.demo(cfg, run, device=dev, progress=progress and w.is_main)
+    finally:
+        run.release()
+    if not w.is_main:
         return
-    with RunDir(out) as run:
-        metrics = pipeline.demo(cfg, run, device=dev, progress=progress)
     click.echo(f"Auto-Panoptic demo ({cfg.model.preset} supernet, {cfg.search.policy} search, {dev}), "
                f"evaluation split of {metrics['n_images']} images:")
     click.echo(summary_table(metrics))
     if "untrained" in metrics:
         click.echo(f"(the same architecture untrained: PQ {100 * metrics['untrained']['All']['pq']:.1f})")
     t = metrics["timings"]
-    click.echo(f"time: {t['total'] / 60:.1f} min wall clock, {t['cpu_total'] / 60:.1f} min of CPU time")
+    click.echo(f"time: {t['total'] / 60:.1f} min wall clock, {t['cpu_total'] / 60:.1f} min of CPU time "
+               f"({t['workers']} worker{'s' * (t['workers'] > 1)})")
     click.echo(f"report: {out / 'report.md'}")
 
 

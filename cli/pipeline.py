@@ -2,7 +2,9 @@
 
 Each command reads a config (a preset name or a YAML file, ``--set section.key=value`` overrides),
 takes the run folder's lock, and calls :mod:`autopanoptic.engine.pipeline`. ``--dry-run`` checks
-the config and the data and prints the plan without writing anything.
+the config and the data and prints the plan without writing anything. ``--workers N`` runs the stage
+on ``N`` local processes (default: one per CPU core on CPU; :mod:`autopanoptic.engine.workers`);
+under ``torchrun`` the stage joins torchrun's process group instead.
 """
 
 from __future__ import annotations
@@ -27,12 +29,31 @@ def run_options(f):
         click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
                      help="PyTorch CPU threads (0 = PyTorch's default). 1 is fastest for the tiny preset, "
                           "and robust on a shared machine; see docs/engine.md."),
+        workers_option(),
         click.option("--dry-run", is_flag=True, help="Check config and data, print the plan, write nothing."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def workers_option():
+    """``--workers N`` (also ``AUTOPANOPTIC_WORKERS``): local worker processes; 0 = the default."""
+    return click.option("--workers", type=click.IntRange(min=0), default=0, envvar="AUTOPANOPTIC_WORKERS",
+                        show_default=True,
+                        help="Worker processes on this machine (0 = one per CPU core on CPU, 1 on CUDA); "
+                             "see docs/distributed.md.")
+
+
+def workers_for(workers: int, device) -> int:
+    """The number of worker processes ``--workers`` asks for on ``device``."""
+    from autopanoptic.engine.workers import default_workers
+
+    return workers or default_workers(device)
+
+
+_BODIES: dict = {}  # stage command name -> its body (looked up by name in the worker processes)
 
 
 def _setup(config: str, overrides, device: str):
@@ -50,28 +71,40 @@ def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
 
 def _stage(stages: list[str]):
     def deco(f):
+        _BODIES[stages[0]] = f
+
         @functools.wraps(f)
-        def wrapper(config, overrides, out, device, threads, dry_run, progress, **kwargs):
+        def wrapper(config, overrides, out, device, threads, workers, dry_run, progress, **kwargs):
+            from autopanoptic.engine import workers as W
             from autopanoptic.engine.pipeline import set_threads
-            from autopanoptic.engine.runs import RunDir
 
             set_threads(threads)
             cfg, dev = _setup(config, overrides, device)
             if dry_run:
                 _dry_run(cfg, out, dev, stages)
                 return
-            from autopanoptic.engine import distributed
-
-            w, dev = distributed.init_from_env(dev)
-            if not w.active:
-                with RunDir(out) as run:
-                    f(cfg, run, dev, progress, **kwargs)
-                return
-            _distributed_stage(f, cfg, out, dev, w, progress and w.is_main, kwargs)
+            W.launch(workers_for(workers, dev), run_stage, (stages[0], cfg, out, str(dev), progress, kwargs),
+                     device=dev, threads=threads)
 
         return wrapper
 
     return deco
+
+
+def run_stage(name: str, cfg, out: Path, device: str, progress: bool, kwargs) -> None:
+    """Run the stage command ``name`` in this process (alone, or as one rank of a process group)."""
+    from autopanoptic.engine import distributed
+    from autopanoptic.engine.runs import RunDir
+
+    if name not in _BODIES:  # a worker process: stage bodies of other modules register on import
+        import autopanoptic_cli.main  # noqa: F401
+    f = _BODIES[name]
+    w, dev = distributed.init_from_env(device)
+    if not w.active:
+        with RunDir(out) as run:
+            f(cfg, run, dev, progress, **kwargs)
+        return
+    _distributed_stage(f, cfg, out, dev, w, progress and w.is_main, kwargs)
 
 
 def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, kwargs) -> None:
@@ -101,8 +134,11 @@ def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, kwargs) -> 
 def train_supernet(cfg, run, device, progress):
     """Train the supernet with strict fairness (resumes from the run folder's checkpoint)."""
     from autopanoptic.engine import pipeline
+    from autopanoptic.engine.distributed import world
 
     _, res = pipeline.train_supernet(cfg, run, device=device, progress=progress)
+    if not world().is_main:
+        return
     last = res.losses[-1]["loss"] if res.losses else float("nan")
     click.echo(f"supernet: {res.steps} steps (resumed from {res.resumed_from}); last loss {last:.3f}")
     click.echo(f"checkpoint: {run.root / 'supernet' / 'checkpoint.pt'}")
@@ -115,7 +151,11 @@ def search(cfg, run, device, progress):
     """Search the trained supernet (resumes from the run folder's journal)."""
     from autopanoptic.engine import pipeline
 
+    from autopanoptic.engine.distributed import world
+
     out = pipeline.search(cfg, run, device=device, progress=progress)
+    if not world().is_main:
+        return
     fit = "-" if out.chosen_fitness is None else f"{100 * out.chosen_fitness:.1f}"
     click.echo(f"search ({cfg.search.policy}): {len(out.history)} evaluations in {out.seconds:.0f} s; "
                f"chosen architecture PQ on the search validation split: {fit}")
@@ -131,7 +171,11 @@ def retrain(cfg, run, device, progress, arch_path):
     """Retrain the chosen architecture as a standalone network."""
     from autopanoptic.engine import pipeline
 
+    from autopanoptic.engine.distributed import world
+
     _, res = pipeline.retrain(cfg, run, arch_path=arch_path, device=device, progress=progress)
+    if not world().is_main:
+        return
     last = res.losses[-1]["loss"] if res.losses else float("nan")
     click.echo(f"retrain: {res.steps} steps (resumed from {res.resumed_from}); last loss {last:.3f}")
 

@@ -111,9 +111,12 @@ def flips_for(k: int, batch_size: int, *, seed: int, enabled: bool = True) -> li
     return [bool(x) for x in rng.random(batch_size) < 0.5]
 
 
-def to_tensors(sample: dict[str, Any], *, flip: bool = False, device: torch.device | str = "cpu"):
+def to_tensors(sample: dict[str, Any], *, flip: bool = False, device: torch.device | str = "cpu",
+               resize: Any = None, min_size: int | None = None):
     """One dataset sample as ``(image, target)`` for the networks: a float image ``3 x H x W`` in
-    ``[0, 1]``, and ``boxes``, ``labels`` (thing index + 1), ``masks``, ``semantic``."""
+    ``[0, 1]``, and ``boxes``, ``labels`` (thing index + 1), ``masks``, ``semantic``; resized by
+    ``resize`` (a :class:`~autopanoptic.engine.resize.Resize`; shorter side ``min_size``, default its
+    largest) when given."""
     image = np.asarray(sample["image"])
     inst = sample["instances"]
     boxes = np.asarray(inst["boxes"], dtype=np.float32).reshape(-1, 4)
@@ -126,22 +129,27 @@ def to_tensors(sample: dict[str, Any], *, flip: bool = False, device: torch.devi
         semantic = semantic[:, ::-1]
         boxes = boxes.copy()
         boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-    img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0).to(device)
+    img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     target = {
-        "boxes": torch.from_numpy(np.ascontiguousarray(boxes)).to(device),
-        "labels": torch.as_tensor(np.asarray(inst["labels"], dtype=np.int64) + 1).to(device),
-        "masks": torch.from_numpy(np.ascontiguousarray(masks)).to(device),
-        "semantic": torch.from_numpy(np.ascontiguousarray(semantic)).to(device),
+        "boxes": torch.from_numpy(np.ascontiguousarray(boxes)),
+        "labels": torch.as_tensor(np.asarray(inst["labels"], dtype=np.int64) + 1),
+        "masks": torch.from_numpy(np.ascontiguousarray(masks)),
+        "semantic": torch.from_numpy(np.ascontiguousarray(semantic)),
     }
-    return img, target
+    if resize is not None and resize.enabled:
+        from autopanoptic.engine.resize import resize_pair
+
+        img, target = resize_pair(img, target, resize.output_size(*img.shape[-2:], min_size))
+    return img.to(device), {k: v.to(device) for k, v in target.items()}
 
 
-def load_batch(dataset, indices: Sequence[int], *, flips: Sequence[bool] | None = None, device: torch.device | str = "cpu"):
-    """``(images, targets)`` lists for the given dataset indices."""
+def load_batch(dataset, indices: Sequence[int], *, flips: Sequence[bool] | None = None, device: torch.device | str = "cpu",
+               resize: Any = None, min_size: int | None = None):
+    """``(images, targets)`` lists for the given dataset indices (resized as :func:`to_tensors`)."""
     flips = flips if flips is not None else [False] * len(indices)
     images, targets = [], []
     for i, f in zip(indices, flips):
-        img, tgt = to_tensors(dataset[int(i)], flip=f, device=device)
+        img, tgt = to_tensors(dataset[int(i)], flip=f, device=device, resize=resize, min_size=min_size)
         images.append(img)
         targets.append(tgt)
     return images, targets

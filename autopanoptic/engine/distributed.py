@@ -82,9 +82,26 @@ def world() -> World:
     """
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
-    return World()
+    if _SOLO or not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+_SOLO = False
+
+
+@contextlib.contextmanager
+def solo() -> Iterator[None]:
+    """Run a block on this rank as if there were no process group (every helper here is then the
+    identity, :func:`world` is rank 0 of 1). The other ranks must not call collectives meanwhile:
+    they wait at a :func:`barrier` after it (see ``pipeline.retrain`` with ``retrain.parallel: single``).
+    """
+    global _SOLO
+    before, _SOLO = _SOLO, True
+    try:
+        yield
+    finally:
+        _SOLO = before
 
 
 def init_from_env(device: torch.device | str = "cpu") -> tuple[World, torch.device]:
@@ -195,7 +212,7 @@ def reduce_mean(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / w.size for k, v in zip(keys, t.tolist())}
 
 
-def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int], device: torch.device) -> None:
+def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int], device: torch.device) -> dict[int, int]:
     """Sum gradients and usage counts over ranks; divide each gradient by its summed count.
 
     ``counts[id(p)]`` is how many passes *on this rank* reached ``p`` (gradients are un-normalised
@@ -203,6 +220,7 @@ def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int
     every rank is ``sum_r grad_r / sum_r count_r`` -- for equal slices the mean over passes of the
     global-batch gradient, exactly what one process computes. Parameters no rank used keep
     ``grad = None``; a parameter used elsewhere but not here takes part with a zero gradient.
+    Returns the summed counts (``id(p) -> passes``, over all ranks; unused parameters left out).
     """
     import torch.distributed as dist
 
@@ -210,7 +228,7 @@ def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int
     dist.all_reduce(n)
     used = [(p, c) for p, c in zip(params, n.tolist()) if c > 0]
     if not used:
-        return
+        return {}
     flat = torch.cat([
         (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1) for p, _ in used
     ])  # one collective for all; mixed dtypes are promoted, then cast back below
@@ -224,6 +242,7 @@ def reduce_gradients(params: Sequence[torch.nn.Parameter], counts: dict[int, int
             p.grad = g.clone()
         else:
             p.grad.copy_(g)
+    return {id(p): int(c) for p, c in used}
 
 
 GATHER_CHUNK = 64

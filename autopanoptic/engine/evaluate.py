@@ -150,6 +150,9 @@ def evaluate(
     desc: str = "evaluate",
     on_image: Any = None,
     branch_metrics: bool = False,
+    amp: str = "off",
+    resize: Any = None,
+    loader_workers: int = 0,
 ) -> EvalResult:
     """PQ of ``model`` (a supernet with ``arch``, or a standalone network with ``arch=None``) on
     ``dataset[indices]``.
@@ -163,7 +166,15 @@ def evaluate(
     (the prediction, its PQ statistics and, with ``branch_metrics``, its AP records and confusion
     matrix); :func:`autopanoptic.engine.distributed.evaluate_sharded` uses it to gather the images
     of every rank. The callback should keep only what it needs (``panoptic`` is a full-size map).
+    ``amp`` (``off`` / ``bf16`` / ``fp16``): the network's forward under autocast. ``resize`` (a
+    :class:`~autopanoptic.engine.resize.Resize`): the network sees each image resized, and its
+    prediction is mapped back to the image's own size before it is scored. ``loader_workers``:
+    DataLoader processes reading and decoding the batches ahead, in order
+    (:func:`autopanoptic.engine.loader.eval_batches`).
     """
+    from autopanoptic.engine.loader import eval_batches
+    from autopanoptic.engine.amp import autocast as amp_context
+    from autopanoptic.engine.resize import to_original
     from autopanoptic.data import PQStats, pq_stats
     from autopanoptic.data import metrics as M
 
@@ -183,11 +194,14 @@ def evaluate(
 
         bar = tqdm(total=len(indices), desc=desc, unit="img", dynamic_ncols=True, leave=False)
     try:
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            samples = [dataset[i] for i in chunk]
-            images = [to_tensors(s, device=device)[0] for s in samples]
-            outs = model(images) if arch is None else model(images, arch=arch)
+        chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+        for chunk, (samples, images) in zip(chunks, eval_batches(dataset, chunks, resize=resize,
+                                                                 workers=loader_workers, device=device)):
+            images = [x.to(device, non_blocking=True) for x in images]
+            with amp_context(amp, device):  # post-processing and fusion stay fp32 (engine/amp.py)
+                outs = model(images) if arch is None else model(images, arch=arch)
+            if resize is not None and resize.enabled:
+                outs = [to_original(o, np.asarray(s["panoptic"]).shape[:2]) for o, s in zip(outs, samples)]
             for i, sample, out in zip(chunk, samples, outs):
                 pan = out["panoptic"].detach().cpu().numpy().astype(np.int64)
                 segs = prediction_segments(pan, out["segments"], categories)

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -157,6 +158,12 @@ def _fingerprint(cfg: Config, *sections: str, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def _resize(cfg: Config):
+    from autopanoptic.engine.resize import Resize
+
+    return Resize.from_config(cfg.data)
+
+
 def _save_config(cfg: Config, run: RunDir) -> None:
     save_config(cfg, run.path("config.yaml"))
 
@@ -191,7 +198,7 @@ def train_supernet(cfg: Config, run: RunDir, data: RunData | None = None, *, dev
             losses_path=run.path("supernet", "losses.json"),
             fingerprint=_fingerprint(cfg, "train", "model", "data"),
             device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="supernet",
-            log=log.write,
+            parallel=cfg.train.parallel, resize=_resize(cfg), loader_workers=cfg.data.loader_workers, log=log.write,
         )
     return model, result
 
@@ -261,7 +268,8 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
             # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
             journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
             candidates_json=run.path("search", "candidates.json"),
-            count=_cost_counter(cfg, model), progress=progress, log=log.write,
+            count=_cost_counter(cfg, model), progress=progress, log=log.write, resize=_resize(cfg), amp=cfg.eval.amp,
+            loader_workers=cfg.data.loader_workers,
         )
     board = outcome.scoreboard
     atomic_write_json(run.path("search", "scoreboard.json"), {
@@ -336,14 +344,28 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
             load_backbone_weights(net, cfg.retrain.backbone_weights)
     del supernet
     save_arch(space, arch, run.path("retrain", "arch.json"))
+    from autopanoptic.engine import distributed
+
+    w = distributed.world()
+    alone = w.active and cfg.retrain.parallel == "single"
+    result = None
     with run_log(cfg, run) as log:
-        result = train(
-            net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
-            checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
-            fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
-            device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
-            log=log.write,
-        )
+        if w.is_main or not alone:
+            with distributed.solo() if alone else contextlib.nullcontext():
+                result = train(
+                    net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
+                    checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
+                    fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
+                    device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
+                    resize=_resize(cfg), loader_workers=cfg.data.loader_workers, log=log.write,
+                )
+    if alone:  # the other workers waited; they take rank 0's result from its checkpoint
+        distributed.barrier()
+        result = distributed.broadcast_object(result)
+        if not w.is_main:
+            from autopanoptic.engine.checkpoint import load_checkpoint
+
+            net.load_state_dict(load_checkpoint(run.root / "retrain" / "checkpoint.pt", map_location=device)["model"])
     return net, result
 
 
@@ -400,7 +422,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         net, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size,
         export_dir=run.root / "eval" if cfg.eval.export else None,
         draw=cfg.eval.draw, draw_dir=run.root / "plots", progress=progress, desc="evaluate",
-        branch_metrics=True,
+        branch_metrics=True, amp=cfg.eval.amp, resize=_resize(cfg), loader_workers=cfg.data.loader_workers,
     )
     summary = res.summary()
     cats = data.eval.categories
@@ -436,12 +458,13 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
     With ``baseline``, the untrained network of the chosen architecture is evaluated too (the
     PQ an untrained net reaches, for comparison). Returns the metrics, with stage timings.
     """
-    from autopanoptic.engine.evaluate import evaluate
+    from autopanoptic.engine import distributed
     from autopanoptic.engine.report import write_report
 
     times: dict[str, float] = {}
     t0, c0 = time.perf_counter(), time.process_time()
-    data = prepare_data(cfg, run, progress=progress)
+    with distributed.main_first():  # in a process group rank 0 generates the data, the others read it
+        data = prepare_data(cfg, run, progress=progress)
     times["data"] = time.perf_counter() - t0
     t = time.perf_counter()
     train_supernet(cfg, run, data, device=device, progress=progress)
@@ -459,11 +482,15 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
         space = build_supernet_space(cfg, data)
         arch = _read_arch(run, space, None)
         fresh = _retrain_network(attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False)), data, arch)
-        base = evaluate(fresh, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size)
+        base = distributed.evaluate_sharded(fresh, data.eval, data.splits.eval, device=device,
+                                            batch_size=cfg.eval.batch_size, amp=cfg.eval.amp, resize=_resize(cfg))
         metrics["untrained"] = {g: base.summary()[g] for g in ("All", "Things", "Stuff")}
     times["total"] = time.perf_counter() - t0
-    times["cpu_total"] = time.process_time() - c0  # CPU seconds of this process (all its threads)
+    # CPU seconds of all the run's processes (every rank, all its threads), summed in rank order
+    times["cpu_total"] = sum(distributed.all_gather_objects(time.process_time() - c0))
+    times["workers"] = distributed.world().size
     metrics["timings"] = times
-    atomic_write_json(run.path("eval", "metrics.json"), metrics)
-    write_report(run, cfg)
+    if distributed.world().is_main:
+        atomic_write_json(run.path("eval", "metrics.json"), metrics)
+        write_report(run, cfg)
     return metrics

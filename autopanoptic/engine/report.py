@@ -174,7 +174,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
 
             lines += ["\n### Against the ground truth of the space\n", *comparison(cfg, metrics["All"]["pq"])]
         if metrics.get("timings"):
-            lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
+            lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all workers and threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
         lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]
         for cid, r in sorted(metrics["per_class"].items(), key=lambda kv: int(kv[0])):
             if r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) == 0:

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -74,7 +75,7 @@ def train_and_score(
     :func:`autopanoptic.engine.train.train`). ``alone``: train in this process only, even under a
     process group (one architecture per rank); the checkpoint is then this process's to write.
     """
-    from autopanoptic.engine.distributed import World
+    from autopanoptic.engine.distributed import solo
     from autopanoptic.engine.evaluate import evaluate
     from autopanoptic.engine.train import train
     from autopanoptic.nn import build_network
@@ -84,13 +85,14 @@ def train_and_score(
     started = time.perf_counter()
     torch.manual_seed(int(seed))
     net = build_network(preset, arch, cats.num_things, cats.num_stuff, **dict(overrides or {}))
-    result = train(
-        net, train_dataset, list(train_pool), recipe, archs_for_step=lambda step: [None],
-        checkpoint_path=checkpoint_path,
-        fingerprint={"preset": preset, "arch": list(arch), "recipe": attrs.asdict(recipe),
-                     "overrides": dict(overrides or {})},
-        device=device, flip=flip, progress=progress, desc="scratch", world=World() if alone else None,
-    )
+    with solo() if alone else contextlib.nullcontext():
+        result = train(
+            net, train_dataset, list(train_pool), recipe, archs_for_step=lambda step: [None],
+            checkpoint_path=checkpoint_path,
+            fingerprint={"preset": preset, "arch": list(arch), "recipe": attrs.asdict(recipe),
+                         "overrides": dict(overrides or {})},
+            device=device, flip=flip, progress=progress, desc="scratch",
+        )
     tail = max(1, recipe.steps // 10)
     losses = [r["loss"] for r in result.losses[-tail:]]
     res = evaluate(net, eval_dataset, eval_indices, device=device, batch_size=eval_batch_size)

@@ -90,26 +90,31 @@ def make_policy(cfg: SearchConfig, constraint=None):
     )
 
 
-def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device) -> list[list[torch.Tensor]]:
-    """``n_batches`` fixed batches of images (cycling through ``indices``) for BN recalibration."""
+def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device,
+                        resize: Any = None) -> list[list[torch.Tensor]]:
+    """``n_batches`` fixed batches of images (cycling through ``indices``) for BN recalibration
+    (resized by ``resize``, a :class:`~autopanoptic.engine.resize.Resize`, as evaluation resizes)."""
     idx = list(indices)
     out = []
     for b in range(n_batches):
         chunk = [idx[(b * batch_size + j) % len(idx)] for j in range(batch_size)]
-        out.append(load_batch(dataset, chunk, device=device)[0])
+        out.append(load_batch(dataset, chunk, device=device, resize=resize)[0])
     return out
 
 
 def path_fitness(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
-                 calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu") -> float:
+                 calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu", resize: Any = None,
+                 amp: str = "off", loader_workers: int = 0) -> float:
     """The search's fitness of one full-space ``arch``: recalibrate the BatchNorm statistics of its
     path on ``calib`` (from :func:`calibration_batches`; none: keep them), then PQ (All, a fraction)
-    on ``dataset[val_indices]``."""
+    on ``dataset[val_indices]`` (``resize``, ``amp``, ``loader_workers`` as for
+    :func:`~autopanoptic.engine.evaluate.evaluate`)."""
     from autopanoptic.nn import recalibrate_bn
 
     if calib:
         recalibrate_bn(supernet, arch, calib)
-    return evaluate(supernet, dataset, val_indices, arch=arch, device=device).pq
+    return evaluate(supernet, dataset, val_indices, arch=arch, device=device, resize=resize, amp=amp,
+                    loader_workers=loader_workers).pq
 
 
 def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
@@ -173,12 +178,17 @@ def search_supernet(
     count=None,
     progress: bool = True,
     log=None,
+    resize: Any = None,
+    amp: str = "off",
+    loader_workers: int = 0,
 ) -> SearchOutcome:
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
     ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget. ``log``, if
     given, is called on rank 0 with ``{"kind": "candidate", "stage": "search", "n", "arch",
     "fitness", "seconds"}`` after each evaluation (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
+    ``resize`` and ``amp`` apply to the calibration batches and the evaluations, ``loader_workers`` to
+    the evaluations (as in :func:`~autopanoptic.engine.evaluate.evaluate`).
     """
     from autopanoptic.search import PathPriority, Scoreboard, run
 
@@ -188,7 +198,7 @@ def search_supernet(
             raise ConfigError("search.max_params / search.max_macs need a cost counter")
         constraint = CostBudget(functools.lru_cache(maxsize=None)(count), restriction.to_full, cfg.max_params, cfg.max_macs)
     policy = make_policy(cfg, constraint)
-    calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device)
+    calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device, resize)
     started = time.perf_counter()
 
     world = distributed.world()
@@ -202,7 +212,8 @@ def search_supernet(
             if cfg.fitness == "loss":
                 f = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
             else:
-                f = path_fitness(supernet, full, dataset, val_indices, calib, device=device)
+                f = path_fitness(supernet, full, dataset, val_indices, calib, device=device, resize=resize, amp=amp,
+                                 loader_workers=loader_workers)
             out[k] = (f, time.perf_counter() - t)
         if world.active:
             for part in distributed.all_gather_objects(out):

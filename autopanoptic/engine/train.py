@@ -10,17 +10,26 @@ parameter on the active path), and one SGD step (momentum, weight decay) is take
 accumulation window are the same thing, so every window is strictly fair. Parameters no pass used
 keep ``grad = None``: SGD leaves them (and their momentum) untouched.
 
+With ``cfg.amp`` (``bf16`` / ``fp16``) the forward passes run under autocast
+(:mod:`autopanoptic.engine.amp`); with ``fp16`` a gradient scaler scales the loss, and its state is
+checkpointed. Under AMP a non-finite gradient stops training with a clear error (``bf16``), or, with
+``fp16``, after :data:`MAX_SKIPPED` consecutive steps the scaler had to skip.
+
 Checkpoints hold the weights, the optimizer (momentum buffers), the step counter (the data order,
 the flips and the cycle are pure functions of ``(seed, step)``), the loss log and the state of every
 random generator of every rank (``rng``: a list, one entry per rank; the ranks' generators drift
 apart, e.g. through the RoI samplers), so a resumed run continues exactly as if it had not stopped.
 
-Under ``torchrun`` (an initialised ``torch.distributed`` process group) every rank runs the same
-architectures on its slice of each global batch (``batch_size`` must divide by the number of ranks);
-gradients and usage counts are summed over ranks before the division
-(:func:`autopanoptic.engine.distributed.reduce_gradients`), the loss log is the mean over ranks,
-a non-finite loss on any rank stops every rank, and rank 0 alone writes the checkpoint (every rank
-reads it on resume). See docs/distributed.md.
+Every pass seeds torch's generator from ``(seed, step, pass)``
+(:func:`autopanoptic.engine.parallel.pass_seed`), so a run does not depend on which process runs a pass.
+
+In a process group (``torchrun``, or the local workers of :mod:`autopanoptic.engine.workers`) the
+step is shared over the ranks (:mod:`autopanoptic.engine.parallel`): ``parallel="cycle"`` deals the
+step's passes to the ranks, each on its whole batch; ``parallel="data"`` runs every pass on every
+rank, each on its slice of the batch. Either way gradients and usage counts are summed over ranks
+before the division (:func:`autopanoptic.engine.distributed.reduce_gradients`), the loss log is the
+single process's, a non-finite loss on any rank stops every rank, and rank 0 alone writes the
+checkpoint (every rank reads it on resume). See docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -35,16 +44,21 @@ from typing import Any
 import attrs
 import torch
 
-from autopanoptic.engine import distributed
+from autopanoptic.engine import amp, distributed, parallel as par
 from autopanoptic.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from autopanoptic.engine.datasets import batch_indices, flips_for, load_batch
+from autopanoptic.engine.loader import Pass, prefetched
 from autopanoptic.engine.schedule import lr_at
 from autopanoptic.errors import AutopanopticError, CheckpointError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.fair import derive_rng, strict_fair_cycle
 from autopanoptic.search.space import Arch
 
-__all__ = ["TrainingError", "TrainResult", "fair_cycle_for_step", "train", "UsageCounter"]
+__all__ = ["MAX_SKIPPED", "TrainingError", "TrainResult", "fair_cycle_for_step", "train", "UsageCounter"]
+
+MAX_SKIPPED = 20
+"""Consecutive fp16 steps with overflowing gradients (each skipped, the loss scale halved) before
+training stops with an error."""
 
 
 class TrainingError(AutopanopticError, RuntimeError):
@@ -129,7 +143,7 @@ def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch
 
 def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in sorted(set(stored) | set(current)):
-        if key == "checkpoint_every":
+        if key in ("checkpoint_every", "train.parallel", "retrain.parallel", "data.loader_workers"):  # not the math
             continue
         if stored.get(key) != current.get(key):
             return f"{key}: checkpoint has {stored.get(key)!r}, config has {current.get(key)!r}"
@@ -152,8 +166,10 @@ def train(
     flip: bool = True,
     progress: bool = True,
     desc: str = "train",
-    world: distributed.World | None = None,
     log: Callable[[dict[str, Any]], Any] | None = None,
+    parallel: str = "data",
+    resize: Any = None,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps on ``dataset[pool]``.
 
@@ -165,23 +181,33 @@ def train(
         checkpoint_path: written every ``cfg.checkpoint_every`` steps and at the end; if it exists
             and ``resume``, training continues from it (its ``fingerprint`` must match).
         stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
-        world: the ranks that train this model together (default: the process group, if any);
-            ``World()`` trains in this process alone, e.g. one architecture per rank.
         log: called on rank 0 after every step with ``{"kind": "step", "stage": desc, "step", "lr",
             loss terms, "loss", "images_per_s"}`` (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
+        parallel: in a process group, ``"cycle"`` (deal the step's passes to the ranks) or ``"data"``
+            (slice every batch over the ranks); see :mod:`autopanoptic.engine.parallel`.
+        resize: a :class:`~autopanoptic.engine.resize.Resize` for the training images (batch ``k``
+            at shorter side ``resize.for_batch(k, cfg.seed)``), or None.
+        loader_workers: DataLoader processes preparing the batches ahead, in the same order
+            (:mod:`autopanoptic.engine.loader`); ``0`` decodes each batch in the loop.
 
     Example: see ``autopanoptic.engine.pipeline.train_supernet``.
     """
     device = torch.device(device)
-    world = distributed.world() if world is None else world
-    if world.active and cfg.batch_size % world.size:
-        raise distributed.DistributedError(
-            f"{desc}: batch_size {cfg.batch_size} does not split over {world.size} ranks; use a multiple of {world.size}"
-        )
+    world = distributed.world()
+    if parallel not in par.MODES:
+        raise ValueError(f"{desc}: parallel must be one of {', '.join(par.MODES)}; got {parallel!r}")
+    cycle_mode = world.active and parallel == "cycle"
+    shards = par.data_shards(cfg.batch_size, world.size) if world.active and not cycle_mode else 1
+    if world.is_main and world.active and not cycle_mode and shards < world.size and progress:
+        print(f"{desc}: batch_size {cfg.batch_size} splits over {shards} of {world.size} ranks; "
+              f"{world.size - shards} wait (use a batch size that divides by {world.size})", flush=True)
     progress = progress and world.is_main
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    amp_mode = getattr(cfg, "amp", "off")
+    scaler = amp.grad_scaler(amp_mode, device)
+    skipped = 0
     fingerprint = dict(fingerprint or {})
     existed = checkpoint_path is not None and Path(checkpoint_path).exists()
     step, losses, resumed_from = 0, [], 0
@@ -196,6 +222,9 @@ def train(
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            skipped = int(state.get("skipped", 0))
         except (RuntimeError, KeyError, ValueError) as e:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{checkpoint_path}: does not match the model ({first})") from None
@@ -220,6 +249,8 @@ def train(
                 "losses": losses,
                 "rng": rngs,
                 "fingerprint": fingerprint,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "skipped": skipped,
             },
         )
         if losses_path is not None:
@@ -233,8 +264,31 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+
+    def passes_of(s: int) -> list[Pass]:
+        """The passes this rank runs at step ``s`` and their batches (pure functions of seed and step)."""
+        m = len(archs_for_step(s))
+        out = []
+        for j in par.my_passes(m, world) if cycle_mode else range(m):
+            k = s * m + j
+            idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
+            flips = flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip)
+            if world.active and not cycle_mode:  # this rank's slice of the global batch
+                idx, flips = par.shard_batch(idx, flips, world, shards)
+                if not idx:
+                    continue
+            size = resize.for_batch(k, cfg.seed) if resize is not None else None
+            out.append(Pass(s, j, k, tuple(idx), tuple(flips), size))
+        return out
+
+    ahead = None
+    if loader_workers and end > step:
+        first = step
+        ahead = prefetched(dataset, lambda: (p for s in range(first, end) for p in passes_of(s)),
+                           workers=loader_workers, device=device, resize=resize)
     model.train()
-    with UsageCounter(model) as usage:
+    replay = par.BatchNormReplay(model) if cycle_mode else contextlib.nullcontext()
+    with UsageCounter(model) as usage, replay:
         while step < end:
             started = time.perf_counter()
             lr = lr_at(
@@ -251,16 +305,26 @@ def train(
             archs = list(archs_for_step(step))
             opt.zero_grad(set_to_none=True)
             usage.reset()
+            if cycle_mode:
+                replay.begin_step()
             totals: dict[str, float] = {}
-            for j, arch in enumerate(archs):
-                k = step * len(archs) + j
-                idx = batch_indices(pool, cfg.batch_size, k, seed=cfg.seed)
-                flips = flips_for(k, cfg.batch_size, seed=cfg.seed, enabled=flip)
-                if world.active:  # this rank's slice of the global batch
-                    idx, flips = distributed.shard(idx, world), distributed.shard(flips, world)
-                images, targets = load_batch(dataset, idx, flips=flips, device=device)
-                with _out_of_memory(desc, step, device, cfg.batch_size):
+            for p in passes_of(step):
+                j = p.j
+                arch = archs[j]
+                torch.manual_seed(par.pass_seed(cfg.seed, step, j, world.rank if shards > 1 else None))
+                if cycle_mode:
+                    replay.begin_pass(j)
+                if ahead is None:
+                    images, targets = load_batch(dataset, p.indices, flips=p.flips, device=device, resize=resize,
+                                                 min_size=p.min_size)
+                else:
+                    q, (images, targets) = next(ahead)
+                    assert q == p, (q, p)  # the loader lists the loop's passes, in its order
+                    images = [x.to(device, non_blocking=True) for x in images]
+                    targets = [{n: v.to(device, non_blocking=True) for n, v in t.items()} for t in targets]
+                with _out_of_memory(desc, step, device, cfg.batch_size), amp.autocast(amp_mode, device):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
+                out = {name: v.float() for name, v in out.items()}
                 loss = sum(out.values())
                 if world.active and not torch.isfinite(loss):
                     totals["nonfinite"] = 1.0  # every rank stops together after the reduction below
@@ -273,24 +337,31 @@ def train(
                         f"(lr={cfg.lr}) or add warm-up steps"
                     )
                 with _out_of_memory(desc, step, device, cfg.batch_size):
-                    loss.backward()
+                    (loss if scaler is None else scaler.scale(loss)).backward()
                 usage.end_pass()
                 for name, v in out.items():
                     totals[name] = totals.get(name, 0.0) + float(v.detach())
                 totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
             if world.active:
-                totals = distributed.reduce_mean({"nonfinite": 0.0, **totals})
-                if totals.pop("nonfinite") > 0:
+                totals = par.sum_over_ranks(totals)
+                if totals.pop("nonfinite", 0.0) > 0:
                     raise TrainingError(
                         f"{desc}: the loss became non-finite at step {step} on some rank; lower the learning rate "
                         f"(lr={cfg.lr}) or add warm-up steps"
                     )
                 distributed.reduce_gradients(usage.params, usage.counts, device)
+                if cycle_mode:
+                    replay.sync()
             else:
                 usage.normalise()
-            opt.step()
+            if scaler is not None:
+                skipped = _scaled_step(scaler, opt, skipped, desc, step)
+            else:
+                if amp_mode != "off":
+                    _check_gradients(params, desc, step, cfg.lr)
+                opt.step()
             opt.zero_grad(set_to_none=True)
-            record = {"step": step, "lr": lr, **{k: v / len(archs) for k, v in totals.items()}}
+            record = {"step": step, "lr": lr, **{k: v / (len(archs) * shards) for k, v in totals.items()}}
             losses.append(record)
             if log is not None and world.is_main:
                 images_per_s = cfg.batch_size * len(archs) / max(time.perf_counter() - started, 1e-9)
@@ -306,6 +377,29 @@ def train(
     if step == resumed_from and checkpoint_path is not None and not existed:
         save()
     return TrainResult(steps=step, resumed_from=resumed_from, losses=tuple(losses))
+
+
+def _scaled_step(scaler: torch.amp.GradScaler, opt: torch.optim.Optimizer, skipped: int, desc: str, step: int) -> int:
+    """One fp16 optimizer step through the scaler; returns the count of consecutive skipped steps."""
+    before = scaler.get_scale()
+    scaler.step(opt)  # skipped if a gradient is inf / nan (the same decision on every rank: same gradients)
+    scaler.update()
+    skipped = skipped + 1 if scaler.get_scale() < before else 0
+    if skipped >= MAX_SKIPPED:
+        raise TrainingError(
+            f"{desc}: fp16 gradients overflowed at {skipped} consecutive steps (up to step {step}; loss scale now "
+            f"{scaler.get_scale():.3g}); use amp=bf16 or amp=off, or lower the learning rate"
+        )
+    return skipped
+
+
+def _check_gradients(params: Sequence[torch.nn.Parameter], desc: str, step: int, lr: float) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        raise TrainingError(
+            f"{desc}: a gradient became non-finite at step {step} under mixed precision; lower the learning rate "
+            f"(lr={lr}), add warm-up steps, or use amp=off"
+        )
 
 
 def mean_loss(losses: Sequence[dict[str, float]], last: int = 5) -> float:

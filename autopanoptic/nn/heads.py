@@ -126,6 +126,7 @@ def semantic_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     >>> round(float(semantic_loss(logits, torch.tensor([[[0, 1], [255, 2]]]))), 4)
     1.0986
     """
+    logits = logits.float()  # fp32 under mixed precision too
     h, w = target.shape[-2:]
     lh, lw = logits.shape[-2:]
     if (lh, lw) != (h, w):

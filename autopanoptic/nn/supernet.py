@@ -462,7 +462,11 @@ class PanopticModel(nn.Module):
         return self._postprocess(logits, detections, image_list.image_sizes)
 
     def _postprocess(self, logits, detections, image_sizes) -> list[dict[str, Any]]:
-        return [postprocess(self.config, lg, det, size) for lg, det, size in zip(logits, detections, image_sizes)]
+        # fp32 with autocast off, even when the forward ran under mixed precision (engine/amp.py)
+        with torch.autocast(logits.device.type, enabled=False):
+            return [postprocess(self.config, lg.float(), {k: v.float() if v.is_floating_point() else v
+                                                          for k, v in det.items()}, size)
+                    for lg, det, size in zip(logits, detections, image_sizes)]
 
 
 def postprocess(config: SupernetConfig, logits: torch.Tensor, det: Mapping[str, torch.Tensor],

@@ -145,15 +145,6 @@ def test_distributed_search_gives_the_single_process_result_and_one_journal(dist
         assert len(dist_lines) == len(single_lines) > 1
 
 
-def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch):
-    from autopanoptic.engine import distributed
-    from autopanoptic.engine.distributed import DistributedError, World
-
-    monkeypatch.setattr(distributed, "world", lambda: World(0, 3))  # checked before any collective call
-    with pytest.raises(DistributedError, match="batch_size 4 does not split over 3 ranks"):
-        W.run_training(None)
-
-
 def test_without_a_process_group_every_helper_is_the_identity(monkeypatch):
     from autopanoptic.engine import distributed
 

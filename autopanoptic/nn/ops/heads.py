@@ -103,6 +103,12 @@ class ModulatedDeformConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pad = self.kernel_size // 2
+        autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+        if autocast or x.dtype != self.weight.dtype:
+            # torchvision's kernels have no bf16 version (none at all on CPU): fp32 under mixed precision
+            with torch.autocast(x.device.type, enabled=False):
+                return deform_conv2d(x.float(), offset.float(), self.weight.float(), None, padding=(pad, pad),
+                                     mask=mask.float())
         return deform_conv2d(x, offset, self.weight, None, padding=(pad, pad), mask=mask)
 
     def count_macs(self, inputs: tuple, output: torch.Tensor) -> int:
