@@ -303,7 +303,7 @@ def test_a_sigkilled_torchrun_training_resumes_under_torchrun_to_the_uninterrupt
     assert at_least <= had < 6
     proc = _torchrun("train-supernet", out, *TWO_IMAGES)
     resumed = [int(x) for x in re.findall(r"supernet: 6 steps \(resumed from (\d+)\)", proc.stdout)]
-    assert len(resumed) == 2 and resumed[0] == resumed[1] and had <= resumed[0] < 6, proc.stdout  # both ranks
+    assert len(resumed) == 1 and had <= resumed[0] < 6, proc.stdout  # rank 0 reports (both ranks trained)
     _assert_same_checkpoint(torchrun_supernet / "supernet" / "checkpoint.pt", out / "supernet" / "checkpoint.pt")
     assert (out / "supernet" / "losses.json").read_text() == (torchrun_supernet / "supernet" / "losses.json").read_text()
     assert not (out / ".lock").exists()

@@ -17,6 +17,7 @@ import torch
 
 from autopanoptic.config import TrainConfig
 from autopanoptic.engine import distributed, parallel, workers
+from autopanoptic.engine.checkpoint import load_checkpoint
 from autopanoptic.engine.restrict import OpRestriction
 from autopanoptic.engine.train import UsageCounter, fair_cycle_for_step, train
 
@@ -160,8 +161,8 @@ def test_the_supernet_trained_by_two_workers_is_the_single_process_supernet(tmp_
                                   capture_output=True, text=True, env=env, timeout=300)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
             assert proc.stdout.count("supernet: 1 steps" if stage[0] == "train-supernet" else "retrain: 2 steps") == 1
-        states[n] = torch.load(tmp_path / f"w{n}" / "supernet" / "checkpoint.pt", weights_only=False)
-        retrained[n] = torch.load(tmp_path / f"w{n}" / "retrain" / "checkpoint.pt", weights_only=False)
+        states[n] = load_checkpoint(tmp_path / f"w{n}" / "supernet" / "checkpoint.pt")
+        retrained[n] = load_checkpoint(tmp_path / f"w{n}" / "retrain" / "checkpoint.pt")
     for one, two in zip(states[1]["losses"], states[2]["losses"], strict=True):
         assert one == pytest.approx(two, rel=1e-5)
     for name, v in states[1]["model"].items():
