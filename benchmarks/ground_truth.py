@@ -136,6 +136,7 @@ def run_units(args) -> None:
     import torch
 
     from autopanoptic.engine.scratch import train_and_score
+    from autopanoptic.errors import CheckpointError
 
     torch.set_num_threads(1)
     k, n = (int(x) for x in args.shard.split("/"))
@@ -146,10 +147,16 @@ def run_units(args) -> None:
             table = header(args.archs, args.seeds, args.arch_seed)
             table["architectures"] = [{"index": i, "arch": list(a), "runs": []} for i, a in enumerate(archs)]
             atomic_write_json(args.table, table)
+    from autopanoptic.engine.truth import same_settings
+
     want = header(table["n_archs"], len(table["seeds"]), table["arch_seed"])
-    for key in ("format", "preset", "exclude_ops", "data", "recipe"):
+    for key in ("format", "preset", "exclude_ops"):
         if table[key] != want[key]:
             raise SystemExit(f"{args.table}: its {key} differs from this script's; use another --table")
+    for key, section in (("data", "data"), ("recipe", "retrain")):
+        why = same_settings(table[key], want[key], section)  # new config keys must keep their defaults
+        if why is not None:
+            raise SystemExit(f"{args.table}: {why}; use another --table")
     ds, splits = open_truth_data(args.work)
     units = [(a["index"], s) for a in table["architectures"] for s in table["seeds"]]
     mine = [u for j, u in enumerate(units) if j % n == k]
@@ -163,8 +170,14 @@ def run_units(args) -> None:
             return
         arch = tuple(table["architectures"][i]["arch"])
         ckpt = args.work / "checkpoints" / f"arch{i:03d}-seed{seed}.pt"
-        score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
-                                checkpoint_path=ckpt)
+        try:
+            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
+                                    checkpoint_path=ckpt)
+        except CheckpointError as e:  # e.g. written by an older release: this unit starts again
+            print(f"arch {i} seed {seed}: {e}; training it from the start", flush=True)
+            ckpt.unlink(missing_ok=True)
+            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
+                                    checkpoint_path=ckpt)
         run = {"seed": seed, **score.to_json(), "commit": commit(), "machine": platform.machine(),
                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         with locked(args.table):

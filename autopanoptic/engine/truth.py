@@ -33,8 +33,30 @@ __all__ = ["GroundTruth", "Reliability", "comparison", "table_for"]
 
 FORMAT = 1
 # settings that do not change what a retraining reaches
-_IGNORED = {"data": {"root", "images", "json", "pngs", "eval_root", "eval_images", "eval_json", "eval_pngs"},
-            "retrain": {"checkpoint_every", "seed", "backbone_weights"}}
+_IGNORED = {"data": {"root", "images", "json", "pngs", "eval_root", "eval_images", "eval_json", "eval_pngs",
+                     "loader_workers"},
+            "retrain": {"checkpoint_every", "seed", "backbone_weights", "parallel"}}
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """The default values of a config section, in the dict form of ``config_to_dict``."""
+    from autopanoptic.config import Config, config_to_dict
+
+    return config_to_dict(Config())[section]
+
+
+def same_settings(stored: dict[str, Any], current: dict[str, Any], section: str) -> str | None:
+    """Whether ``current`` (a config section as a dict) has the settings ``stored`` recorded: the keys
+    ``stored`` has must be equal; keys added to the config since it was written must hold their
+    defaults (a table or checkpoint predates them). Returns the first difference, or None."""
+    defaults = section_defaults(section)
+    for k in sorted(set(stored) | set(current)):
+        if k in _IGNORED.get(section, ()):
+            continue
+        want = stored[k] if k in stored else defaults.get(k)
+        if _norm(current.get(k)) != _norm(want):
+            return f"{section}.{k} is {current.get(k)!r} in the run, {want!r} in the table"
+    return None
 
 
 @attrs.frozen
@@ -140,12 +162,9 @@ class GroundTruth:
         if tuple(cfg.model.exclude_ops) != self.exclude_ops:
             return f"the table's sampling space excludes {list(self.exclude_ops)}, the run's {list(cfg.model.exclude_ops)}"
         for section, want in (("data", self.data), ("retrain", self.recipe)):
-            for k, v in want.items():
-                if k in _IGNORED.get(section, ()):
-                    continue
-                got = d[section].get(k)
-                if _norm(got) != _norm(v):
-                    return f"{section}.{k} is {got!r} in the run, {v!r} in the table"
+            why = same_settings(want, d[section], section)
+            if why is not None:
+                return why
         return None
 
 

@@ -203,3 +203,17 @@ def test_fewshot_children_train_only_paths_with_their_op():
         moved = [not torch.equal(p, q) for p, q in zip(kid.head_layer_choices[-1].parameters(), choices.parameters())]
         own = [not torch.equal(p, q) for p, q in zip(kid.head_layer_choices[-1][c].parameters(), choices[c].parameters())]
         assert any(own) and sum(moved) == sum(own)  # only the child's own op of the split layer trained
+
+
+def test_a_table_written_before_new_config_keys_still_matches_while_they_keep_their_defaults():
+    from attrs import evolve
+
+    from autopanoptic.engine.truth import same_settings
+
+    cfg = load_config("tiny", ["retrain.init_from_supernet=false"])
+    d = config_to_dict(cfg)
+    older = {k: v for k, v in d["retrain"].items() if k != "amp"}  # a table that predates retrain.amp
+    assert same_settings(older, d["retrain"], "retrain") is None
+    bf16 = config_to_dict(evolve(cfg, retrain=evolve(cfg.retrain, amp="bf16")))["retrain"]
+    assert "retrain.amp is 'bf16'" in same_settings(older, bf16, "retrain")
+    assert same_settings(d["data"], {**d["data"], "loader_workers": 4}, "data") is None  # speed only
