@@ -139,6 +139,7 @@ def run_units(args) -> None:
     from autopanoptic.errors import CheckpointError
 
     torch.set_num_threads(1)
+    code = commit()  # the code this process runs, read once: HEAD may move while it trains
     k, n = (int(x) for x in args.shard.split("/"))
     with locked(args.table):
         table = load_table(args.table)
@@ -178,7 +179,7 @@ def run_units(args) -> None:
             ckpt.unlink(missing_ok=True)
             score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
                                     checkpoint_path=ckpt)
-        run = {"seed": seed, **score.to_json(), "commit": commit(), "machine": platform.machine(),
+        run = {"seed": seed, **score.to_json(), "commit": code, "machine": platform.machine(),
                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         with locked(args.table):
             table = load_table(args.table)
