@@ -247,9 +247,11 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     # 1-2: the pool's fitness, and the picked architectures
     pool = [restriction.to_full(restriction.sub.sample(np.random.default_rng([settings.seed, 17, i])))
             for i in range(settings.pool)]
+    resize = pipeline._resize(cfg)  # the images as the search and the retraining see them
     calib = calibration_batches(data.train, splits.calib, cfg.search.calib_batches, cfg.search.calib_batch_size,
-                                device)
-    mine = {i: path_fitness(supernet, pool[i], data.train, splits.val, calib, device=device)
+                                device, resize=resize)
+    mine = {i: path_fitness(supernet, pool[i], data.train, splits.val, calib, device=device, resize=resize,
+                            amp=cfg.eval.amp)
             for i in distributed.shard(range(len(pool)), world)}
     for part in (distributed.all_gather_objects(mine) if world.active else []):
         mine.update(part)
@@ -290,7 +292,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
             score = train_and_score(
                 preset, pool[i], data.train, pool_train, data.train, splits.val, recipe,
                 seed=rc.seed, overrides=overrides, device=device, flip=cfg.data.flip,
-                eval_batch_size=cfg.eval.batch_size, alone=True,
+                eval_batch_size=cfg.eval.batch_size, alone=True, resize=resize,
                 checkpoint_path=folder / f"arch{j:02d}-rank{world.rank}.pt",
             )
             out[j] = {"i": j, "pool_index": i, "arch": list(pool[i]), "fitness": fitness[i], "score": score.to_json()}

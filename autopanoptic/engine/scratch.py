@@ -67,6 +67,8 @@ def train_and_score(
     eval_batch_size: int = 4,
     progress: bool = False,
     alone: bool = False,
+    resize: Any = None,
+    amp: str = "off",
 ) -> Score:
     """Train ``arch`` from a fresh initialisation (``torch.manual_seed(seed)``) with ``recipe``
     (its ``seed`` replaced by ``seed``: the data order and flips follow it too) and score it.
@@ -74,13 +76,15 @@ def train_and_score(
     With ``checkpoint_path`` an interrupted training resumes exactly (see
     :func:`autopanoptic.engine.train.train`). ``alone``: train in this process only, even under a
     process group (one architecture per rank); the checkpoint is then this process's to write.
+    ``resize`` (a :class:`~autopanoptic.engine.resize.Resize`) and ``amp`` apply to training and
+    evaluation, with ``recipe.amp`` overridden by ``amp`` unless it is ``off``.
     """
     from autopanoptic.engine.distributed import solo
     from autopanoptic.engine.evaluate import evaluate
     from autopanoptic.engine.train import train
     from autopanoptic.nn import build_network
 
-    recipe = attrs.evolve(recipe, seed=int(seed))
+    recipe = attrs.evolve(recipe, seed=int(seed), **({"amp": amp} if amp != "off" else {}))
     cats = train_dataset.categories
     started = time.perf_counter()
     torch.manual_seed(int(seed))
@@ -91,11 +95,12 @@ def train_and_score(
             checkpoint_path=checkpoint_path,
             fingerprint={"preset": preset, "arch": list(arch), "recipe": attrs.asdict(recipe),
                          "overrides": dict(overrides or {})},
-            device=device, flip=flip, progress=progress, desc="scratch",
+            device=device, flip=flip, progress=progress, desc="scratch", resize=resize,
         )
     tail = max(1, recipe.steps // 10)
     losses = [r["loss"] for r in result.losses[-tail:]]
-    res = evaluate(net, eval_dataset, eval_indices, device=device, batch_size=eval_batch_size)
+    res = evaluate(net, eval_dataset, eval_indices, device=device, batch_size=eval_batch_size, resize=resize,
+                   amp=recipe.amp)
     s = res.summary()
     return Score(
         pq=float(s["All"]["pq"]), sq=float(s["All"]["sq"]), rq=float(s["All"]["rq"]),
