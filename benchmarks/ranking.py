@@ -112,8 +112,9 @@ def measure(args) -> dict:
         return naswot_score(build_network(PRESET, a, cats.num_things, cats.num_stuff), images)
 
     each("naswot", naswot)
-    # supernets first (cheap per architecture); the low-fidelity trainings last
-    for steps in args.supernet_steps:
+    # supernets first (cheap per architecture): their main estimators for every supernet, then the
+    # costlier extras (300 more images, few-shot children); the low-fidelity trainings last
+    for phase, steps in [("main", s) for s in args.supernet_steps] + [("extra", args.supernet_steps[0])]:
         first = steps == args.supernet_steps[0]
         for holdout in ((False, True) if first else (True,)):
             name = ("holdout" if holdout else "demo") + ("" if steps == 300 else f"-{steps}")
@@ -127,14 +128,17 @@ def measure(args) -> dict:
                 cache.data.setdefault("_train_seconds", {}).setdefault(name, time.perf_counter() - t)
                 sup = pipeline.load_supernet(cfg, run, data)
             calib = calibration_batches(ds, data.splits.calib, 4, 4, "cpu")
-            each(f"{name}:pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib))
-            each(f"{name}:loss", lambda i, a: -path_loss(sup, a, ds, splits.val, calib))
             r = pipeline.restriction_for(cfg, sup.search_space)
             pool = {args.pool_offset + k: r.to_full(r.sub.sample(np.random.default_rng([99, k])))
                     for k in range(args.pool)}
             for k, a in pool.items():
                 archs.setdefault(k, a)
-            each(f"{name}:pool-pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib), list(pool))
+            if phase == "main":
+                each(f"{name}:pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib))
+                each(f"{name}:loss", lambda i, a: -path_loss(sup, a, ds, splits.val, calib))
+                each(f"{name}:pool-pq", lambda i, a: path_fitness(sup, a, ds, splits.val, calib), list(pool))
+                sup = None
+                continue
             if first:  # more validation images: 300 generated images no training ever saw
                 extra, extra_idx = extra_val(args.work)
                 each(f"{name}:pq-val300", lambda i, a: path_fitness(sup, a, extra, extra_idx, calib))
