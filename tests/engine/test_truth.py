@@ -217,3 +217,16 @@ def test_a_table_written_before_new_config_keys_still_matches_while_they_keep_th
     bf16 = config_to_dict(evolve(cfg, retrain=evolve(cfg.retrain, amp="bf16")))["retrain"]
     assert "retrain.amp is 'bf16'" in same_settings(older, bf16, "retrain")
     assert same_settings(d["data"], {**d["data"], "loader_workers": 4}, "data") is None  # speed only
+
+
+def test_a_checkpoint_written_before_new_config_keys_resumes_while_they_keep_their_defaults():
+    from autopanoptic.engine.pipeline import _fingerprint
+    from autopanoptic.engine.train import _fingerprint_diff
+
+    cfg = load_config("tiny")
+    now = _fingerprint(cfg, "train", "model", "data")
+    older = {k: v for k, v in now.items() if k not in ("data.min_size", "train.amp")}  # written before those keys
+    assert _fingerprint_diff(older, now) is None
+    bf16 = _fingerprint(load_config("tiny", ["train.amp=bf16"]), "train", "model", "data")
+    assert "train.amp" in _fingerprint_diff(older, bf16)
+    assert "train.lr" in _fingerprint_diff({**older, "train.lr": 1.0}, now)
