@@ -38,6 +38,7 @@ __all__ = [
     "SearchConfig",
     "TrainConfig",
     "apply_overrides",
+    "config_defaults",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -320,6 +321,16 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     0.02
     """
     return {name: _section_to_dict(getattr(cfg, name)) for name in _SECTIONS}
+
+
+def config_defaults() -> dict[str, Any]:
+    """``{"section.key": default}`` of every config key, in the form of :func:`config_to_dict`: what a
+    file written before a key existed is read as (e.g. a checkpoint's fingerprint).
+
+    >>> config_defaults()["train.lr"]
+    0.02
+    """
+    return {f"{s}.{k}": v for s, part in config_to_dict(Config()).items() for k, v in part.items()}
 
 
 def config_from_dict(obj: Any, *, source: str = "config") -> Config:

@@ -294,12 +294,20 @@ def _read_arch(run: RunDir, space, arch_path: str | Path | None) -> Arch:
     return load_arch(space, path)
 
 
+def retrain_shape(cfg: Config) -> tuple[str, dict[str, Any]]:
+    """The preset and overrides of the retrained network: ``retrain.preset`` with its own overrides,
+    or the supernet's preset with the model's overrides updated by ``retrain.overrides``."""
+    rc = cfg.retrain
+    if rc.preset:
+        return rc.preset, _overrides(rc.overrides)
+    return cfg.model.preset, {**_overrides(cfg.model.overrides), **_overrides(rc.overrides)}
+
+
 def _retrain_network(cfg: Config, data: RunData, arch: Arch, supernet=None):
     from autopanoptic.nn import build_network, extract
 
     rc = cfg.retrain
-    preset = rc.preset or cfg.model.preset
-    overrides = _overrides(rc.overrides) if rc.preset else {**_overrides(cfg.model.overrides), **_overrides(rc.overrides)}
+    preset, overrides = retrain_shape(cfg)
     if supernet is not None:
         if rc.preset not in (None, cfg.model.preset) or rc.overrides:
             raise ConfigError(

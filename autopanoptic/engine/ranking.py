@@ -273,9 +273,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
             atomic_write_text(journal, seal_line(header) + "\n")
     todo = [j for j in range(len(picked)) if j not in done]
     rc = cfg.retrain
-    preset = rc.preset or cfg.model.preset
-    overrides = dict(rc.overrides) if rc.preset else {**dict(cfg.model.overrides), **dict(rc.overrides)}
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    preset, overrides = pipeline.retrain_shape(cfg)
     recipe = attrs.evolve(rc, steps=settings.steps, init_from_supernet=False,
                           checkpoint_every=max(1, min(rc.checkpoint_every, settings.steps)))
     bar = None

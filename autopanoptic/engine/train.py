@@ -141,20 +141,16 @@ def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch
     return [to_full(a) if to_full else a for a in cycle]
 
 
-def _config_defaults() -> dict[str, Any]:
-    """``{"section.key": default}`` of every config key, as fingerprints hold them."""
-    from autopanoptic.config import Config, config_to_dict
-
-    return {f"{s}.{k}": v for s, part in config_to_dict(Config()).items() for k, v in part.items()}
-
-
 def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     defaults = None
     for key in sorted(set(stored) | set(current)):
         if key in ("checkpoint_every", "train.parallel", "retrain.parallel", "data.loader_workers"):  # not the math
             continue
         if key not in stored:  # a key added to the config since the checkpoint was written: fine at its default
-            defaults = _config_defaults() if defaults is None else defaults
+            if defaults is None:
+                from autopanoptic.config import config_defaults
+
+                defaults = config_defaults()
             if key in defaults and current.get(key) == defaults[key]:
                 continue
         if stored.get(key) != current.get(key):

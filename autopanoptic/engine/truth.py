@@ -38,22 +38,17 @@ _IGNORED = {"data": {"root", "images", "json", "pngs", "eval_root", "eval_images
             "retrain": {"checkpoint_every", "seed", "backbone_weights", "parallel"}}
 
 
-def section_defaults(section: str) -> dict[str, Any]:
-    """The default values of a config section, in the dict form of ``config_to_dict``."""
-    from autopanoptic.config import Config, config_to_dict
-
-    return config_to_dict(Config())[section]
-
-
 def same_settings(stored: dict[str, Any], current: dict[str, Any], section: str) -> str | None:
     """Whether ``current`` (a config section as a dict) has the settings ``stored`` recorded: the keys
     ``stored`` has must be equal; keys added to the config since it was written must hold their
     defaults (a table or checkpoint predates them). Returns the first difference, or None."""
-    defaults = section_defaults(section)
+    from autopanoptic.config import config_defaults
+
+    defaults = config_defaults()
     for k in sorted(set(stored) | set(current)):
         if k in _IGNORED.get(section, ()):
             continue
-        want = stored[k] if k in stored else defaults.get(k)
+        want = stored[k] if k in stored else defaults.get(f"{section}.{k}")
         if _norm(current.get(k)) != _norm(want):
             return f"{section}.{k} is {current.get(k)!r} in the run, {want!r} in the table"
     return None
