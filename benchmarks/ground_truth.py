@@ -59,6 +59,11 @@ TRUTH_DATA = DataConfig(synthetic_images=600, synthetic_size=64, synthetic_seed=
                         eval_fraction=1 / 3, val_fraction=0.25, split_seed=0)
 TRUTH_RECIPE = RetrainConfig(init_from_supernet=False, steps=1500, batch_size=2, lr=0.02, warmup_steps=10,
                              schedule="cosine", checkpoint_every=250)
+# A second, larger evaluation set (same style, another data seed: disjoint images), scored after the
+# table's own 200 images. It measures how much of the seed-to-seed spread is evaluation noise: PQ on
+# its first 200, 400, ... images tells how the reliability grows with the evaluation set.
+LARGE_EVAL = DataConfig(synthetic_images=1000, synthetic_size=64, synthetic_seed=8, synthetic_style="hard")
+LARGE_STEP = 200
 
 
 def commit() -> str:
@@ -79,6 +84,10 @@ def header(n_archs: int, n_seeds: int, arch_seed: int) -> dict:
         "n_archs": n_archs, "seeds": list(range(n_seeds)), "data": cfg["data"], "recipe": cfg["retrain"],
         "metric_note": "pq/sq/rq as fractions on the evaluation split; loss = mean training loss of the last "
                        "10% of the steps",
+        "large_eval": {"synthetic_images": LARGE_EVAL.synthetic_images, "synthetic_seed": LARGE_EVAL.synthetic_seed,
+                       "synthetic_style": LARGE_EVAL.synthetic_style, "step": LARGE_STEP,
+                       "note": "runs finished after it was added carry 'large': PQ etc. on all its images, and "
+                               "pq_by_size: PQ on its first n images"},
         "architectures": [],
     }
 
@@ -114,22 +123,49 @@ def synthetic_cats():
     return CategoryMap.from_json(synthetic_categories(TRUTH_DATA.kind, TRUTH_DATA.synthetic_style))
 
 
-def open_truth_data(work: Path):
-    """The table's dataset (generated once into ``work/data``) and its splits."""
+def generated(root: Path, d: DataConfig):
+    """The synthetic dataset ``d`` describes, generated once into ``root`` (under a lock)."""
     from autopanoptic.data import write_synthetic
-    from autopanoptic.engine.datasets import make_splits, open_dataset
+    from autopanoptic.engine.datasets import open_dataset
     from autopanoptic.engine.pipeline import synthetic_marker
 
-    d = TRUTH_DATA
-    root = work / "data"
     marker = root / "synthetic.json"
-    with locked(work / "data.json"):
+    with locked(root.parent / f"{root.name}.json"):
         if not marker.exists() or json.loads(marker.read_text()) != synthetic_marker(d):
             write_synthetic(root, d.synthetic_images, size=d.synthetic_size, seed=d.synthetic_seed, kind=d.kind,
                             style=d.synthetic_style)
             atomic_write_json(marker, synthetic_marker(d))
-    ds = open_dataset(root, "images", "panoptic.json", "panoptic", d.kind)
-    return ds, make_splits(len(ds), d)
+    return open_dataset(root, "images", "panoptic.json", "panoptic", d.kind)
+
+
+def open_truth_data(work: Path):
+    """The table's dataset (generated once into ``work/data``) and its splits."""
+    from autopanoptic.engine.datasets import make_splits
+
+    ds = generated(work / "data", TRUTH_DATA)
+    return ds, make_splits(len(ds), TRUTH_DATA)
+
+
+def score_large(net, ds, weights: Path) -> dict:
+    """Keep ``net``'s weights in ``weights`` and score it on the whole large evaluation set."""
+    import torch
+
+    from autopanoptic.data import PQStats
+    from autopanoptic.engine.evaluate import evaluate
+
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights.with_suffix(".tmp")
+    torch.save(net.state_dict(), tmp)
+    tmp.replace(weights)
+    per_image = []
+    res = evaluate(net, ds, range(len(ds)), on_image=lambda r: per_image.append(r.stats.to_array()))
+    cum = np.cumsum(per_image, axis=0)
+    by_size = {str(n): float(PQStats.from_array(cum[n - 1], ds.categories).summary()["All"]["pq"])
+               for n in range(LARGE_STEP, len(ds) + 1, LARGE_STEP)}
+    s = res.summary()
+    return {"images": len(ds), "pq": float(s["All"]["pq"]), "sq": float(s["All"]["sq"]),
+            "rq": float(s["All"]["rq"]), "pq_things": float(s["Things"]["pq"]), "pq_stuff": float(s["Stuff"]["pq"]),
+            "pq_by_size": by_size}
 
 
 def run_units(args) -> None:
@@ -151,7 +187,12 @@ def run_units(args) -> None:
     from autopanoptic.engine.truth import same_settings
 
     want = header(table["n_archs"], len(table["seeds"]), table["arch_seed"])
-    for key in ("format", "preset", "exclude_ops"):
+    if "large_eval" not in table:  # a table begun before the large evaluation set existed
+        with locked(args.table):
+            table = load_table(args.table)
+            table.setdefault("large_eval", want["large_eval"])
+            atomic_write_json(args.table, table)
+    for key in ("format", "preset", "exclude_ops", "large_eval"):
         if table[key] != want[key]:
             raise SystemExit(f"{args.table}: its {key} differs from this script's; use another --table")
     for key, section in (("data", "data"), ("recipe", "retrain")):
@@ -159,6 +200,7 @@ def run_units(args) -> None:
         if why is not None:
             raise SystemExit(f"{args.table}: {why}; use another --table")
     ds, splits = open_truth_data(args.work)
+    large = generated(args.work / "data-large", LARGE_EVAL)
     units = [(a["index"], s) for a in table["architectures"] for s in table["seeds"]]
     mine = [u for j, u in enumerate(units) if j % n == k]
     started = time.perf_counter()
@@ -171,15 +213,17 @@ def run_units(args) -> None:
             return
         arch = tuple(table["architectures"][i]["arch"])
         ckpt = args.work / "checkpoints" / f"arch{i:03d}-seed{seed}.pt"
+        then = lambda net: score_large(net, large, args.work / "weights" / ckpt.name)  # noqa: E731
         try:
             score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
-                                    checkpoint_path=ckpt)
+                                    checkpoint_path=ckpt, then=then)
         except CheckpointError as e:  # e.g. written by an older release: this unit starts again
             print(f"arch {i} seed {seed}: {e}; training it from the start", flush=True)
             ckpt.unlink(missing_ok=True)
             score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
-                                    checkpoint_path=ckpt)
-        run = {"seed": seed, **score.to_json(), "commit": code, "machine": platform.machine(),
+                                    checkpoint_path=ckpt, then=then)
+        run = {"seed": seed, **{k: v for k, v in score.to_json().items() if k != "extra"}, "large": score.extra,
+               "commit": code, "machine": platform.machine(),
                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         with locked(args.table):
             table = load_table(args.table)
@@ -189,7 +233,8 @@ def run_units(args) -> None:
                 runs.sort(key=lambda r: r["seed"])
                 atomic_write_json(args.table, table)
         ckpt.unlink(missing_ok=True)
-        print(f"arch {i} seed {seed}: PQ {100 * score.pq:.1f} loss {score.loss:.3f} ({score.seconds:.0f} s)", flush=True)
+        print(f"arch {i} seed {seed}: PQ {100 * score.pq:.1f} (on {len(large)} more images {100 * score.extra['pq']:.1f}) "
+              f"loss {score.loss:.3f} ({score.seconds:.0f} s)", flush=True)
 
 
 def _f(x: float, nd: int = 1) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,13 @@ class Score:
     loss: float  # mean training loss of the last 10% of the steps (at least 1)
     steps: int
     seconds: float
+    extra: Any = None  # what ``train_and_score(then=...)`` returned (JSON-able), else None
 
     def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        out = attrs.asdict(self)
+        if out["extra"] is None:
+            del out["extra"]
+        return out
 
 
 def train_and_score(
@@ -69,6 +73,7 @@ def train_and_score(
     alone: bool = False,
     resize: Any = None,
     amp: str = "off",
+    then: Callable[[torch.nn.Module], Any] | None = None,
 ) -> Score:
     """Train ``arch`` from a fresh initialisation (``torch.manual_seed(seed)``) with ``recipe``
     (its ``seed`` replaced by ``seed``: the data order and flips follow it too) and score it.
@@ -77,7 +82,9 @@ def train_and_score(
     :func:`autopanoptic.engine.train.train`). ``alone``: train in this process only, even under a
     process group (one architecture per rank); the checkpoint is then this process's to write.
     ``resize`` (a :class:`~autopanoptic.engine.resize.Resize`) and ``amp`` apply to training and
-    evaluation, with ``recipe.amp`` overridden by ``amp`` unless it is ``off``.
+    evaluation, with ``recipe.amp`` overridden by ``amp`` unless it is ``off``. ``then(net)`` is
+    called with the trained network after scoring (e.g. to keep its weights or score it on other
+    images); what it returns becomes ``Score.extra``.
     """
     from autopanoptic.engine.distributed import solo
     from autopanoptic.engine.evaluate import evaluate
@@ -102,9 +109,11 @@ def train_and_score(
     res = evaluate(net, eval_dataset, eval_indices, device=device, batch_size=eval_batch_size, resize=resize,
                    amp=recipe.amp)
     s = res.summary()
+    seconds = time.perf_counter() - started  # training and the scoring above, not ``then``
+    extra = then(net) if then is not None else None
     return Score(
         pq=float(s["All"]["pq"]), sq=float(s["All"]["sq"]), rq=float(s["All"]["rq"]),
         pq_things=float(s["Things"]["pq"]), pq_stuff=float(s["Stuff"]["pq"]),
         loss=float(sum(losses) / len(losses)) if losses else math.nan,
-        steps=int(result.steps), seconds=time.perf_counter() - started,
+        steps=int(result.steps), seconds=seconds, extra=extra,
     )
