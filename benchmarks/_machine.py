@@ -15,3 +15,19 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def code_version(repo: Path | None = None) -> str:
+    """The commit the code is at, ``+dirty`` when ``autopanoptic/`` has uncommitted changes; read it
+    once when a script starts (HEAD may move while it runs)."""
+    import subprocess
+
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "autopanoptic"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")

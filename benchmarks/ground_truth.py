@@ -38,7 +38,6 @@ import contextlib
 import fcntl
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from _machine import code_version  # noqa: E402  (benchmarks/ is the script folder)
 
 from autopanoptic.config import DataConfig, RetrainConfig, config_to_dict, Config  # noqa: E402
 from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -64,17 +64,6 @@ TRUTH_RECIPE = RetrainConfig(init_from_supernet=False, steps=1500, batch_size=2,
 # its first 200, 400, ... images tells how the reliability grows with the evaluation set.
 LARGE_EVAL = DataConfig(synthetic_images=1000, synthetic_size=64, synthetic_seed=8, synthetic_style="hard")
 LARGE_STEP = 200
-
-
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "autopanoptic"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def header(n_archs: int, n_seeds: int, arch_seed: int) -> dict:
@@ -175,7 +164,7 @@ def run_units(args) -> None:
     from autopanoptic.errors import CheckpointError
 
     torch.set_num_threads(1)
-    code = commit()  # the code this process runs, read once: HEAD may move while it trains
+    code = code_version()  # the code this process runs, read once: HEAD may move while it trains
     k, n = (int(x) for x in args.shard.split("/"))
     with locked(args.table):
         table = load_table(args.table)
@@ -243,7 +232,7 @@ def _f(x: float, nd: int = 1) -> str:
 
 def report(path: Path) -> str:
     """The page docs/benchmarks/ground-truth.md: progress, reliability, distribution, per-op effects."""
-    from _machine import cpu_name  # benchmarks/ is the script folder
+    from _machine import cpu_name
 
     from autopanoptic.engine.truth import GroundTruth, spread_table
     from autopanoptic.search import stats
@@ -310,6 +299,7 @@ def report(path: Path) -> str:
          f"{_f(100 * rel.se_mean, 2)} | {_f(rel.spread_over_se, 1)} |", "",
          "(PQ in points. sd between architectures is the variance component of one-way ANOVA; ICC(1,k) = "
          "var_between / (var_between + var_within / k).)", ""]
+    L += eval_size_section(gt, raw)
     if len(means):
         sp = spread_table(100 * means)
         L += ["## Distribution of the per-architecture means (all seeds finished)", "",
@@ -343,6 +333,36 @@ def report(path: Path) -> str:
     else:
         L += ["## Per-op marginal effects", "", "Not yet: fewer than 8 architectures have all seeds.", ""]
     return "\n".join(L) + "\n"
+
+
+def eval_size_section(gt, raw: dict) -> list[str]:
+    """Reliability against the size of the evaluation set (runs scored on the large set only)."""
+    from autopanoptic.search import stats
+
+    big = raw.get("large_eval")
+    have = [i for i, rs in enumerate(gt.runs) if sum("large" in r for r in rs) >= 2]
+    if not big or not have:
+        return []
+    sizes = sorted({int(n) for rs in gt.runs for r in rs if "large" in r for n in r["large"]["pq_by_size"]})
+    rows = [("the table's own evaluation split (200 images, data seed "
+             f"{raw['data']['synthetic_seed']}), same runs", "pq")]
+    rows += [(f"large set, first {n} images (data seed {big['synthetic_seed']})", f"large.pq_by_size.{n}")
+             for n in sizes]
+    L = ["## How reliability grows with the evaluation set", "",
+         f"Runs finished since the second evaluation set was added are also scored on {big['synthetic_images']} "
+         f"more images of the same style (data seed {big['synthetic_seed']}, disjoint from every training image). "
+         "Seed-to-seed spread that shrinks as the evaluation set grows was evaluation noise; what stays is "
+         f"training noise. Architectures with at least 2 such runs: {len(have)}.", "",
+         "| evaluation images | mean PQ | sd between architectures (true) | sd between seeds | ICC(1,k) | "
+         "split-half |", "|---|---|---|---|---|---|"]
+    for label, key in rows:
+        sub = [[v for r, v in zip(gt.runs[i], gt.table(key)[i]) if "large" in r] if key == "pq"
+               else gt.table(key)[i] for i in have]
+        sub = [r for r in sub if len(r) >= 2]
+        icc, sb, sw = stats.mean_reliability(sub)
+        L.append(f"| {label} | {_f(100 * float(np.mean([np.mean(r) for r in sub])))} | {_f(100 * sb, 2)} | "
+                 f"{_f(100 * sw, 2)} | {_f(icc, 2)} | {_f(stats.split_half_reliability(sub), 2)} |")
+    return L + [""]
 
 
 def main() -> None:

@@ -73,8 +73,6 @@ def _reset_peak(device) -> None:
 def time_step(model, opt, batches, archs, amp_mode, device, repeats):
     """Median seconds of one step (forward and backward of each arch on its batch, one SGD step),
     split into forward and backward; the first step is a warm-up."""
-    import torch
-
     from autopanoptic.engine.amp import autocast, grad_scaler
 
     scaler = grad_scaler(amp_mode, device)

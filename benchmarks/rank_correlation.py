@@ -75,7 +75,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+from _machine import code_version, cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 from reproduction import retrain_and_eval  # noqa: E402  (the very function that retrained the others)
 
 import attrs  # noqa: E402
@@ -236,22 +236,8 @@ def measure_fitness(cfg, args, work: Path, data, space, r, archs: dict, pq: dict
         if abs(row["pq_check"] - row["pq"]) > 1e-9:
             raise SystemExit(f"{work / row['name']}: re-evaluated PQ {row['pq_check']} differs from eval/metrics.json {row['pq']}")
     return {"seed": int(cfg.search.seed), "rows": rows, "fitness_seconds": fitness_seconds,
-            "journal_check": check, "code": _code_version(), "n_val": len(data.splits.val), "n_val54": len(val54),
+            "journal_check": check, "code": code_version(), "n_val": len(data.splits.val), "n_val54": len(val54),
             "n_calib": len(data.splits.calib), "n_calib48": len(calib48_idx), "n_eval": len(data.splits.eval)}
-
-
-def _code_version() -> str:
-    """The commit the library code is at (and whether autopanoptic/ has uncommitted changes)."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "autopanoptic"], cwd=REPO, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (with uncommitted changes in autopanoptic/)" if dirty else "")
 
 
 def _load() -> str:
@@ -321,7 +307,7 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     runs_log = log_dir / "invocations.json"
     invocations = json.loads(runs_log.read_text()) if runs_log.exists() else []
-    me = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": _load(), "code": _code_version(), "extra": args.extra,
+    me = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": _load(), "code": code_version(), "extra": args.extra,
           "seeds": args.seeds, "retrained": []}
     t_start = time.perf_counter()
     scipy_check = _check_against_scipy()
@@ -429,7 +415,7 @@ def retest_main(args) -> None:
     runs_log = log_dir / "invocations.json"
     invocations = json.loads(runs_log.read_text()) if runs_log.exists() else []
     spent = sum(inv["wall_seconds"] for inv in invocations)
-    me = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": _load(), "code": _code_version(),
+    me = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": _load(), "code": code_version(),
           "offset": k_off, "seeds": args.retest_seeds, "retrained": [], "skipped_for_time": []}
     t_start = time.perf_counter()
     seen = [x["seconds"] for inv in invocations for x in inv["retrained"]]

@@ -26,7 +26,6 @@ import statistics
 import time
 from pathlib import Path
 
-import attrs
 import numpy as np
 import torch
 

@@ -26,7 +26,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+from _machine import code_version, cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 from autopanoptic.io import atomic_write_text  # noqa: E402
 from autopanoptic.search import Evolution, PathPriority, RandomSearch, run  # noqa: E402
@@ -125,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.seeds} seeds per setting; {elapsed:.0f} s in total on {machine()}")
     if args.no_write:
         return 0
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
+    commit = code_version()
     doc = f"""# Search policies on NAS-Bench-Macro
 
 Written by `benchmarks/search_nasbench.py` (commit {commit}); rerun it to refresh this page:

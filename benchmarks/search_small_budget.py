@@ -34,7 +34,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+from _machine import code_version, cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -172,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.seeds} seeds per setting; {elapsed:.0f} s in total on {machine()}")
     if args.no_write:
         return 0
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
+    commit = code_version()
     doc = f"""# Search policies at small budgets, on every kind of space
 
 Written by `benchmarks/search_small_budget.py` (commit {commit}); rerun it to refresh this page:

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+from _machine import code_version, cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 
 def _status(field: str) -> float:
@@ -216,7 +216,7 @@ def main() -> None:
     counts = measure_counts()
     load1 = os.getloadavg()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = code_version()
     lines = [
         "| architecture | mask/semantic ops | supernet step (ms) | standalone step (ms) | ratio of medians | median of pair ratios |",
         "|---|---|---|---|---|---|",

@@ -114,8 +114,12 @@ class GroundTruth:
             raise DataError(f"{source}: not a ground-truth table ({type(e).__name__}: {e})") from None
 
     def table(self, key: str = "pq") -> list[list[float]]:
-        """Per architecture, the ``key`` of each finished seed (possibly none)."""
-        return [[float(r[key]) for r in rs] for rs in self.runs]
+        """Per architecture, the ``key`` of each finished seed that has it (possibly none).
+
+        A dotted key reads inside a run: ``"large.pq"``, ``"large.pq_by_size.400"`` (the second
+        evaluation set of ``benchmarks/ground_truth.py``, which older runs lack).
+        """
+        return [[v for v in (_dig(r, key) for r in rs) if v is not None] for rs in self.runs]
 
     def means(self, key: str = "pq", min_seeds: int = 1) -> tuple[list[tuple[int, ...]], np.ndarray]:
         """The architectures with at least ``min_seeds`` finished seeds, and their mean ``key``."""
@@ -161,6 +165,15 @@ class GroundTruth:
             if why is not None:
                 return why
         return None
+
+
+def _dig(run: dict[str, Any], key: str) -> float | None:
+    v: Any = run
+    for part in key.split("."):
+        if not isinstance(v, dict) or part not in v:
+            return None
+        v = v[part]
+    return float(v)
 
 
 def _norm(v: Any) -> Any:

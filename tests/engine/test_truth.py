@@ -41,6 +41,16 @@ def test_reliability_percentile_and_means():
     assert noisy.reliability().icc < 0.5
 
 
+def test_dotted_keys_read_inside_runs_and_skip_runs_without_them():
+    t = table([[0.1, 0.2], [0.3]])
+    t["architectures"][0]["runs"][1]["large"] = {"pq": 0.25, "pq_by_size": {"200": 0.5}}
+    gt = GroundTruth.from_json(t)
+    assert gt.table("large.pq") == [[0.25], []]
+    assert gt.table("large.pq_by_size.200") == [[0.5], []]
+    assert gt.table("large.pq_by_size.400") == [[], []]
+    assert gt.table() == [[0.1, 0.2], [0.3]]
+
+
 def test_a_run_is_comparable_only_with_the_same_data_and_recipe():
     gt = GroundTruth.from_json(table([[0.1, 0.2]]))
     cfg = Config(data=DATA, retrain=RECIPE, train=TrainConfig(steps=7))
