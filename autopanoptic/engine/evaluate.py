@@ -24,7 +24,6 @@ import attrs
 import numpy as np
 import torch
 
-from autopanoptic.engine.datasets import to_tensors
 from autopanoptic.io import atomic_write_bytes, atomic_write_json
 from autopanoptic.search.space import Arch
 

@@ -147,7 +147,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
     """Write ``<run>/report.md`` (and its plots) from the run folder's files; returns its path."""
     root = run.root
     plots = root / "plots"
-    lines = [f"# autopanoptic run report\n", f"Run folder: `{root}`\n"]
+    lines = ["# autopanoptic run report\n", f"Run folder: `{root}`\n"]
     metrics = _load(root / "eval" / "metrics.json")
     if metrics:
         lines += ["## Evaluation (evaluation split, never used by training or search)\n",

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from autopanoptic.search.spaces import INTER_RATIOS
+from autopanoptic.search.spaces import INTER_RATIOS  # noqa: F401  (the doctest below uses it)
 
 __all__ = ["AttentionLayers", "SEAttention", "pooled_context"]
 

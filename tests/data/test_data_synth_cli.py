@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from hypothesis import given, settings, strategies as st
 from autopanoptic.data import (
     PanopticDataset,
     check_dataset,
-    read_panoptic_png,
     render_image,
     render_panoptic,
     split_dataset,

@@ -72,7 +72,6 @@ def test_onnx_export_is_checked_against_pytorch_on_evaluation_images(retrained):
 def test_onnx_outputs_fused_by_the_plain_function_equal_the_pytorch_prediction(retrained):
     import onnxruntime as ort
 
-    from autopanoptic.config import load_config
     from autopanoptic.engine import pipeline
     from autopanoptic.engine.datasets import to_tensors
     from autopanoptic.engine.export import OUTPUT_NAMES, prediction_from_outputs

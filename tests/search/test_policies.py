@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from autopanoptic.errors import ConfigError
-from autopanoptic.search import Evolution, PathPriority, RandomSearch, Scoreboard, run, strict_fair_cycle
+from autopanoptic.search import Evolution, PathPriority, RandomSearch, Scoreboard, run
 from autopanoptic.search.spaces import auto_panoptic, nas_bench_macro
 from autopanoptic.search.toy import Landscape
 

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, strategies as st
 
 from autopanoptic.search import FitnessError, Scoreboard, rank_scores, ranks
-from autopanoptic.search.space import SearchSpace
 
 from strategies import search_spaces
 
