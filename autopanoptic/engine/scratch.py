@@ -54,6 +54,15 @@ class Score:
         return out
 
 
+def scratch_fingerprint(preset: str, arch: Arch, recipe: RetrainConfig,
+                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a from-scratch training's checkpoint must match to resume: the recipe as flat
+    ``retrain.<key>`` entries, so that a key added to the config later, at its default, does not
+    refuse an older checkpoint (:func:`autopanoptic.engine.train._fingerprint_diff`)."""
+    return {"preset": preset, "arch": list(arch), "overrides": dict(overrides or {}),
+            **{f"retrain.{k}": v for k, v in attrs.asdict(recipe).items()}}
+
+
 def train_and_score(
     preset: str,
     arch: Arch,
@@ -100,8 +109,7 @@ def train_and_score(
         result = train(
             net, train_dataset, list(train_pool), recipe, archs_for_step=lambda step: [None],
             checkpoint_path=checkpoint_path,
-            fingerprint={"preset": preset, "arch": list(arch), "recipe": attrs.asdict(recipe),
-                         "overrides": dict(overrides or {})},
+            fingerprint=scratch_fingerprint(preset, arch, recipe, overrides),
             device=device, flip=flip, progress=progress, desc="scratch", resize=resize,
         )
     tail = max(1, recipe.steps // 10)

@@ -240,3 +240,16 @@ def test_a_checkpoint_written_before_new_config_keys_resumes_while_they_keep_the
     bf16 = _fingerprint(load_config("tiny", ["train.amp=bf16"]), "train", "model", "data")
     assert "train.amp" in _fingerprint_diff(older, bf16)
     assert "train.lr" in _fingerprint_diff({**older, "train.lr": 1.0}, now)
+
+
+def test_a_scratch_checkpoint_written_before_new_recipe_keys_resumes_while_they_keep_their_defaults():
+    from autopanoptic.engine.scratch import scratch_fingerprint
+    from autopanoptic.engine.train import _fingerprint_diff
+
+    now = scratch_fingerprint("tiny", (0,) * 21, RECIPE)
+    older = {k: v for k, v in now.items() if k not in ("retrain.amp", "retrain.parallel")}
+    assert _fingerprint_diff(older, now) is None
+    bf16 = scratch_fingerprint("tiny", (0,) * 21, RetrainConfig(init_from_supernet=False, steps=50, amp="bf16"))
+    assert "retrain.amp" in _fingerprint_diff(older, bf16)
+    assert "retrain.steps" in _fingerprint_diff(older, scratch_fingerprint("tiny", (0,) * 21, RetrainConfig(init_from_supernet=False, steps=9)))
+    assert "arch" in _fingerprint_diff(older, scratch_fingerprint("tiny", (1,) * 21, RECIPE))
