@@ -31,3 +31,19 @@ def code_version(repo: Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+HAND = "<!-- Written by hand from here on: the script that writes this page keeps it. -->"
+
+
+def write_page(path: Path, text: str) -> None:
+    """Write a benchmark page, keeping what follows the :data:`HAND` marker in the old page (the
+    readings an engineer wrote), so regenerating the figures does not erase them."""
+    from autopanoptic.io import atomic_write_text
+
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        if HAND in old:
+            kept = old[old.index(HAND):]
+    atomic_write_text(path, text.rstrip("\n") + "\n\n" + kept if kept else text)

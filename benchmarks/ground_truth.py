@@ -46,10 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-from _machine import code_version  # noqa: E402  (benchmarks/ is the script folder)
+from _machine import code_version, write_page  # noqa: E402  (benchmarks/ is the script folder)
 
 from autopanoptic.config import DataConfig, RetrainConfig, config_to_dict, Config  # noqa: E402
-from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
+from autopanoptic.io import atomic_write_json  # noqa: E402
 
 TABLE = REPO / "benchmarks" / "ground_truth" / "tiny.json"
 FORMAT = 1
@@ -380,7 +380,7 @@ def main() -> None:
     if args.report:
         text = report(args.table)
         print(text)
-        atomic_write_text(args.out, text)
+        write_page(args.out, text)
         return
     run_units(args)
 

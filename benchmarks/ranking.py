@@ -41,8 +41,9 @@ import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ground_truth import EXCLUDE_OPS, PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, draw_archs, open_truth_data  # noqa: E402
+from _machine import write_page  # noqa: E402
 
-from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
+from autopanoptic.io import atomic_write_json  # noqa: E402
 
 
 class Cache:
@@ -342,7 +343,7 @@ def main() -> None:
     data = json.loads((args.work / "ranking" / "estimates.json").read_text()) if args.report_only else measure(args)
     text = report(args, data)
     print(text)
-    atomic_write_text(args.out, text)
+    write_page(args.out, text)
 
 
 if __name__ == "__main__":
