@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+from _machine import cpu_name, write_page  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 
 def run_demo(workers: int, out: Path, overrides: list[str]) -> dict[str, float]:
@@ -92,7 +92,7 @@ def main() -> None:
         return
     over = " ".join(f"--set {o}" for o in args.overrides)
     doc = REPO / "docs" / "benchmarks" / "parallel.md"
-    doc.write_text(f"""# The demo on 1 and 2 worker processes
+    write_page(doc, f"""# The demo on 1 and 2 worker processes
 
 `benchmarks/parallel.py` runs `autopanoptic demo --workers N` (in a fresh folder each, start-up
 included) for N = {', '.join(map(str, args.workers))}, alternating, {args.repeats} repeat(s) each,
