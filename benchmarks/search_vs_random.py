@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from ground_truth import PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, commit, locked, open_truth_data  # noqa: E402
+from _machine import code_version  # noqa: E402
+from ground_truth import PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, locked, open_truth_data  # noqa: E402
 
 from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -94,7 +95,7 @@ def run_searches(args) -> None:
                                             checkpoint_path=folder / f"truth-seed{seed}.pt")
                     runs.append({"seed": seed, **score.to_json()})
                 entry = {**key, "arch": list(arch), "fitness": out.chosen_fitness, "evaluations": len(out.history),
-                         "search_seconds": search_s, "runs": runs, "commit": commit(), "machine": platform.machine(),
+                         "search_seconds": search_s, "runs": runs, "commit": code_version(), "machine": platform.machine(),
                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
                 with locked(args.results):
                     obj = json.loads(args.results.read_text()) if args.results.exists() else {
