@@ -25,6 +25,12 @@ Run on the 2-core machine (one torch thread each, niced; about 110 s per unit)::
     nice -n 10 .venv/bin/python benchmarks/ground_truth.py --shard 0/2 &
     nice -n 10 .venv/bin/python benchmarks/ground_truth.py --shard 1/2 &
 
+A pilot of another recipe (``--steps``, ``--image-size``) goes to its own table and work folder,
+e.g. the first 8 architectures (the same draws) trained 3x longer::
+
+    nice -n 10 .venv/bin/python benchmarks/ground_truth.py --steps 4500 --archs 8 --seeds 3 \
+        --table benchmarks/ground_truth/pilot-4500.json --work /tmp/gt-4500 --shard 0/2 &
+
 and, at any time, the report (reliability, distribution, per-op effects) into
 ``docs/benchmarks/ground-truth.md``::
 
@@ -45,6 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 from _machine import code_version, write_page  # noqa: E402  (benchmarks/ is the script folder)
 
@@ -66,15 +73,24 @@ LARGE_EVAL = DataConfig(synthetic_images=1000, synthetic_size=64, synthetic_seed
 LARGE_STEP = 200
 
 
-def header(n_archs: int, n_seeds: int, arch_seed: int) -> dict:
-    cfg = config_to_dict(Config(data=TRUTH_DATA, retrain=TRUTH_RECIPE))
+def settings(steps: int | None = None, image_size: int | None = None) -> tuple[DataConfig, RetrainConfig, DataConfig]:
+    """The data, recipe and large evaluation set of a table: the defaults above, or a pilot's
+    (``--steps`` / ``--image-size``, written to another ``--table`` and ``--work``)."""
+    size = {"synthetic_size": image_size} if image_size else {}
+    return (attrs.evolve(TRUTH_DATA, **size), attrs.evolve(TRUTH_RECIPE, **({"steps": steps} if steps else {})),
+            attrs.evolve(LARGE_EVAL, **size))
+
+
+def header(n_archs: int, n_seeds: int, arch_seed: int, data: DataConfig = TRUTH_DATA,
+           recipe: RetrainConfig = TRUTH_RECIPE, large: DataConfig = LARGE_EVAL) -> dict:
+    cfg = config_to_dict(Config(data=data, retrain=recipe))
     return {
         "format": FORMAT, "preset": PRESET, "exclude_ops": list(EXCLUDE_OPS), "arch_seed": arch_seed,
         "n_archs": n_archs, "seeds": list(range(n_seeds)), "data": cfg["data"], "recipe": cfg["retrain"],
         "metric_note": "pq/sq/rq as fractions on the evaluation split; loss = mean training loss of the last "
                        "10% of the steps",
-        "large_eval": {"synthetic_images": LARGE_EVAL.synthetic_images, "synthetic_seed": LARGE_EVAL.synthetic_seed,
-                       "synthetic_style": LARGE_EVAL.synthetic_style, "step": LARGE_STEP,
+        "large_eval": {"synthetic_images": large.synthetic_images, "synthetic_seed": large.synthetic_seed,
+                       "synthetic_style": large.synthetic_style, "step": LARGE_STEP,
                        "note": "runs finished after it was added carry 'large': PQ etc. on all its images, and "
                                "pq_by_size: PQ on its first n images"},
         "architectures": [],
@@ -127,12 +143,12 @@ def generated(root: Path, d: DataConfig):
     return open_dataset(root, "images", "panoptic.json", "panoptic", d.kind)
 
 
-def open_truth_data(work: Path):
+def open_truth_data(work: Path, data: DataConfig = TRUTH_DATA):
     """The table's dataset (generated once into ``work/data``) and its splits."""
     from autopanoptic.engine.datasets import make_splits
 
-    ds = generated(work / "data", TRUTH_DATA)
-    return ds, make_splits(len(ds), TRUTH_DATA)
+    ds = generated(work / "data", data)
+    return ds, make_splits(len(ds), data)
 
 
 def score_large(net, ds, weights: Path) -> dict:
@@ -165,17 +181,20 @@ def run_units(args) -> None:
 
     torch.set_num_threads(1)
     code = code_version()  # the code this process runs, read once: HEAD may move while it trains
+    data, recipe, large_cfg = settings(args.steps, args.image_size)
+    if (data, recipe) != (TRUTH_DATA, TRUTH_RECIPE) and args.table == TABLE:
+        raise SystemExit(f"--steps / --image-size make a pilot table: give it its own --table and --work, not {TABLE}")
     k, n = (int(x) for x in args.shard.split("/"))
     with locked(args.table):
         table = load_table(args.table)
         if table is None:
             space, archs = draw_archs(args.archs, args.arch_seed)
-            table = header(args.archs, args.seeds, args.arch_seed)
+            table = header(args.archs, args.seeds, args.arch_seed, data, recipe, large_cfg)
             table["architectures"] = [{"index": i, "arch": list(a), "runs": []} for i, a in enumerate(archs)]
             atomic_write_json(args.table, table)
     from autopanoptic.engine.truth import same_settings
 
-    want = header(table["n_archs"], len(table["seeds"]), table["arch_seed"])
+    want = header(table["n_archs"], len(table["seeds"]), table["arch_seed"], data, recipe, large_cfg)
     if "large_eval" not in table:  # a table begun before the large evaluation set existed
         with locked(args.table):
             table = load_table(args.table)
@@ -188,8 +207,8 @@ def run_units(args) -> None:
         why = same_settings(table[key], want[key], section)  # new config keys must keep their defaults
         if why is not None:
             raise SystemExit(f"{args.table}: {why}; use another --table")
-    ds, splits = open_truth_data(args.work)
-    large = generated(args.work / "data-large", LARGE_EVAL)
+    ds, splits = open_truth_data(args.work, data)
+    large = generated(args.work / "data-large", large_cfg)
     units = [(a["index"], s) for a in table["architectures"] for s in table["seeds"]]
     mine = [u for j, u in enumerate(units) if j % n == k]
     started = time.perf_counter()
@@ -204,12 +223,12 @@ def run_units(args) -> None:
         ckpt = args.work / "checkpoints" / f"arch{i:03d}-seed{seed}.pt"
         then = lambda net: score_large(net, large, args.work / "weights" / ckpt.name)  # noqa: E731
         try:
-            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
+            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed,
                                     checkpoint_path=ckpt, then=then)
         except CheckpointError as e:  # e.g. written by an older release: this unit starts again
             print(f"arch {i} seed {seed}: {e}; training it from the start", flush=True)
             ckpt.unlink(missing_ok=True)
-            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
+            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed,
                                     checkpoint_path=ckpt, then=then)
         run = {"seed": seed, **{k: v for k, v in score.to_json().items() if k != "extra"}, "large": score.extra,
                "commit": code, "machine": platform.machine(),
@@ -372,6 +391,8 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--arch-seed", type=int, default=2026)
+    ap.add_argument("--steps", type=int, default=None, help="a pilot: another training length (own --table)")
+    ap.add_argument("--image-size", type=int, default=None, help="a pilot: another image size (own --table)")
     ap.add_argument("--shard", default="0/1", help="K/N: this process trains units K, K+N, K+2N, ...")
     ap.add_argument("--budget-minutes", type=float, default=0, help="start no unit after this long (0: no limit)")
     ap.add_argument("--report", action="store_true", help="write --out from the table (training nothing)")

@@ -54,3 +54,13 @@ def test_the_ground_truth_page_reports_reliability_and_keeps_the_readings(tmp_pa
     new = page.read_text()
     assert "old figures" not in new and new.startswith(text.rstrip("\n"))
     assert new.endswith(machine.HAND + "\n\nWhat we make of it.\n")
+
+
+def test_a_pilot_recipe_is_refused_on_the_main_table(monkeypatch):
+    gt = load(BENCH / "ground_truth.py", monkeypatch)
+    monkeypatch.setattr("sys.argv", ["ground_truth.py", "--steps", "10"])
+    with pytest.raises(SystemExit, match="its own --table"):
+        gt.main()
+    data, recipe, large = gt.settings(4500, 96)
+    assert recipe.steps == 4500 and data.synthetic_size == large.synthetic_size == 96
+    assert gt.settings() == (gt.TRUTH_DATA, gt.TRUTH_RECIPE, gt.LARGE_EVAL)
