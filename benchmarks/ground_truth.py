@@ -318,6 +318,14 @@ def report(path: Path) -> str:
          f"{_f(100 * rel.se_mean, 2)} | {_f(rel.spread_over_se, 1)} |", "",
          "(PQ in points. sd between architectures is the variance component of one-way ANOVA; ICC(1,k) = "
          "var_between / (var_between + var_within / k).)", ""]
+    if rel.sd_between > 0:
+        need = seeds_needed(rel.sd_between, rel.sd_within, 0.8)
+        L += [f"At these variance components a mean over k seeds is reliable at k / (k + {_f((rel.sd_within / rel.sd_between) ** 2, 1)}) "
+              f"(ICC(1,k)); reaching 0.8 takes **{need} seeds** per architecture, and a spread of twice the SE "
+              f"of a mean takes {seeds_needed(rel.sd_between, rel.sd_within, 0.8, spread=2.0)} "
+              "(the sd of the means is sqrt(var_between + var_within / k)).", ""]
+    elif rel.n_archs:
+        L += ["The estimated variance between architectures is zero: no number of seeds separates them here.", ""]
     L += eval_size_section(gt, raw)
     if len(means):
         sp = spread_table(100 * means)
@@ -352,6 +360,16 @@ def report(path: Path) -> str:
     else:
         L += ["## Per-op marginal effects", "", "Not yet: fewer than 8 architectures have all seeds.", ""]
     return "\n".join(L) + "\n"
+
+
+def seeds_needed(sd_between: float, sd_within: float, reliability: float, spread: float | None = None) -> int:
+    """Fewest seeds per architecture for ICC(1,k) >= ``reliability`` or, with ``spread``, for the sd of
+    the means to reach ``spread`` x the SE of one mean (from the two variance components)."""
+    r = (sd_within / sd_between) ** 2
+    if spread is None:
+        return max(1, int(np.ceil(reliability / (1 - reliability) * r - 1e-9)))
+    # sd_means^2 = b + w/k >= spread^2 * w/k  <=>  k >= (spread^2 - 1) * w / b
+    return max(1, int(np.ceil((spread ** 2 - 1) * r - 1e-9)))
 
 
 def eval_size_section(gt, raw: dict) -> list[str]:

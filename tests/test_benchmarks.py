@@ -64,3 +64,14 @@ def test_a_pilot_recipe_is_refused_on_the_main_table(monkeypatch):
     data, recipe, large = gt.settings(4500, 96)
     assert recipe.steps == 4500 and data.synthetic_size == large.synthetic_size == 96
     assert gt.settings() == (gt.TRUTH_DATA, gt.TRUTH_RECIPE, gt.LARGE_EVAL)
+
+
+def test_seeds_needed_inverts_the_reliability_of_a_mean(monkeypatch):
+    gt = load(BENCH / "ground_truth.py", monkeypatch)
+    for b, w in ((0.4, 1.0), (1.0, 0.5), (0.3, 1.1)):
+        k = gt.seeds_needed(b, w, 0.8)
+        icc = lambda k: b * b / (b * b + w * w / k)  # noqa: E731
+        assert icc(k) >= 0.8 - 1e-9 and (k == 1 or icc(k - 1) < 0.8 - 1e-9)
+        k2 = gt.seeds_needed(b, w, 0.8, spread=2.0)
+        ratio = lambda k: np.sqrt(b * b + w * w / k) / (w / np.sqrt(k))  # noqa: E731
+        assert ratio(k2) >= 2.0 - 1e-9 and (k2 == 1 or ratio(k2 - 1) < 2.0 - 1e-9)
