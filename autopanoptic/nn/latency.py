@@ -28,6 +28,10 @@ carries only its own noise, and the calibrated fixed cost absorbs the cross-effe
 The end-to-end check (:func:`check_latency`, ``autopanoptic latency check``) says how well it
 predicts.
 
+Timings are of a process in its steady state: CPU memory is primed first (see
+``_prime_allocator``: glibc's allocator otherwise serves a fresh process's large tensors from new
+``mmap`` pages, 10-15% slower on the tiny preset).
+
 The :class:`LatencyTable` is a frozen, torch-free value keyed by what the timings depend on (device
 name, torch version, image size, thread count, the network's preset, widths and class counts, the
 search space's layers and ops); it is saved as JSON (atomically) and loading never executes code.
@@ -299,8 +303,9 @@ def _space_layers(space: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def fit_correction(ops_ms: Sequence[float], measured_ms: Sequence[float], *, min_points: int = 8) -> tuple[float, float]:
-    """``(fixed_ms, scale)`` with ``measured ~ fixed_ms + scale * ops_ms``: least squares when there
-    are at least ``min_points`` networks whose ops differ and the slope comes out positive, else
+    """``(fixed_ms, scale)`` with ``measured ~ fixed_ms + scale * ops_ms``: least squares of the
+    *relative* residuals (so that slow networks do not dominate) when there are at least
+    ``min_points`` networks whose ops differ and the slope comes out positive, else
     ``scale = 1`` and ``fixed_ms`` the median of ``measured - ops`` (robust to one slow outlier).
 
     >>> fit_correction([1.0, 2.0], [11.0, 12.5])
@@ -313,7 +318,7 @@ def fit_correction(ops_ms: Sequence[float], measured_ms: Sequence[float], *, min
     if len(x) != len(y) or len(x) == 0:
         raise ValueError("fit_correction needs as many measured networks as op sums, at least one")
     if len(x) >= min_points and np.ptp(x) > 0:
-        scale, fixed = np.polyfit(x, y, 1)
+        scale, fixed = np.polyfit(x, y, 1, w=1.0 / np.maximum(np.abs(y), 1e-9))
         if scale > 0:
             return float(round(fixed, 9)), float(round(scale, 9))
     return float(np.median(y - x)), 1.0
@@ -345,6 +350,19 @@ def _sync(device: Any) -> None:
 
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _prime_allocator() -> None:
+    """Allocate, touch and free one 30 MiB CPU buffer: glibc's ``malloc`` then raises its ``mmap``
+    threshold (up to 32 MiB), so later large tensors come from the heap instead of fresh ``mmap``
+    pages -- the steady state of a long-running process. Without it the first networks timed in a
+    fresh process ran 10-15% slower than the same networks after any large allocation (measured on
+    the tiny preset), and a table and its check would disagree by that much."""
+    import torch
+
+    buf = torch.empty(30 * 2**20 // 4)
+    buf.fill_(0.0)
+    del buf
 
 
 def _median_ms(call: Callable[[], Any], device: Any, warmup: int, repeats: int) -> float:
@@ -420,6 +438,7 @@ def build_latency_table(
     repeats: int = 15,
     calibrate: int = 8,
     seed: int = 0,
+    calibration_archs: Sequence[Arch] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LatencyTable:
     """Measure the :class:`LatencyTable` of ``supernet`` (a ``PanopticSupernet``) on ``device``.
@@ -430,6 +449,8 @@ def build_latency_table(
         warmup, repeats: untimed calls, then timed ones whose median is kept.
         calibrate: random standalone networks (``seed``) timed end to end, besides the
             :func:`~autopanoptic.nn.counting.covering_archs` ones, to fit ``fixed_ms`` / ``scale``.
+        calibration_archs: the networks to time end to end instead (e.g. random ones of the space
+            the search samples, so that the fit is made where it will be used).
         progress: called with a short message before each stage.
 
     The supernet's weights (e.g. freshly initialised) only matter through what the heads detect:
@@ -445,6 +466,7 @@ def build_latency_table(
     size = _hw(image_size)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads))
+    _prime_allocator()
     try:
         supernet.eval().to(device)
         image = latency_image(size, device)
@@ -465,11 +487,13 @@ def build_latency_table(
 
                     row.append(_median_ms(call, device, warmup, repeats))
                 layer_ms.append(row)
-        rng = np.random.default_rng(seed)
-        extra = [space.validate(tuple(int(rng.integers(n)) for n in space.n_choices)) for _ in range(calibrate)]
+        if calibration_archs is None:
+            rng = np.random.default_rng(seed)
+            calibration_archs = archs + [space.sample(rng) for _ in range(calibrate)]
+        calibration_archs = [space.validate(a) for a in calibration_archs]
         measured = []
-        for i, arch in enumerate(archs + extra):
-            say(f"timing calibration network {i + 1}/{len(archs) + len(extra)} end to end")
+        for i, arch in enumerate(calibration_archs):
+            say(f"timing calibration network {i + 1}/{len(calibration_archs)} end to end")
             net = build_network(supernet.config, arch)
             measured.append((arch, measure_network_ms(net, image, device=device, warmup=warmup, repeats=repeats)))
     finally:
@@ -538,6 +562,7 @@ def check_latency(
     image = latency_image(table.key.image_size, device)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(table.key.threads)
+    _prime_allocator()
     measured = []
     try:
         for i, arch in enumerate(archs):
