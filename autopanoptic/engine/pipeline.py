@@ -255,12 +255,14 @@ def _cost_counter(cfg: Config, model):
 def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True):
     """Search the trained supernet; writes ``search/journal.jsonl``, ``search/scoreboard.json``,
     ``search/candidates.json`` and ``arch.json``."""
+    from autopanoptic.engine.latency import search_latency_table
     from autopanoptic.engine.search import search_supernet
     from autopanoptic.search import save_arch
 
     data = data or prepare_data(cfg, run, progress=progress)
     _save_config(cfg, run)
     model = load_supernet(cfg, run, data, device=device)
+    latency = search_latency_table(cfg, model)
     r = restriction_for(cfg, model.search_space)
     with run_log(cfg, run) as log:
         outcome = search_supernet(
@@ -268,7 +270,7 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
             # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
             journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
             candidates_json=run.path("search", "candidates.json"),
-            count=_cost_counter(cfg, model), progress=progress, log=log.write, resize=_resize(cfg), amp=cfg.eval.amp,
+            count=_cost_counter(cfg, model), latency=latency, progress=progress, log=log.write, resize=_resize(cfg), amp=cfg.eval.amp,
             loader_workers=cfg.data.loader_workers,
         )
     board = outcome.scoreboard

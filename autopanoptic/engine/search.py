@@ -40,28 +40,52 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["CostBudget", "SearchOutcome", "calibration_batches", "make_policy", "path_fitness", "path_loss",
+__all__ = ["CostBudget", "SearchOutcome", "budget_for", "calibration_batches", "make_policy", "path_fitness", "path_loss",
            "search_supernet"]
 
 
 @attrs.frozen
 class CostBudget:
     """A constraint on an architecture of the sampling space: parameters and/or multiply-adds of
-    its full-space counterpart, counted by ``count(arch) -> (params, macs)``."""
+    its full-space counterpart, counted by ``count(arch) -> (params, macs)``, and / or its latency
+    predicted by ``latency(arch) -> ms`` (e.g. :meth:`autopanoptic.nn.latency.LatencyTable.predict`)."""
 
     count: Any = attrs.field(eq=False, repr=False)
     to_full: Any = attrs.field(eq=False, repr=False)
     max_params: float | None = None
     max_macs: float | None = None
+    latency: Any = attrs.field(default=None, eq=False, repr=False)
+    max_latency_ms: float | None = None
 
     @property
     def name(self) -> str:
         """Stable name (recorded in the journal header)."""
-        return f"budget(params<={self.max_params}, macs<={self.max_macs})"
+        name = f"budget(params<={self.max_params}, macs<={self.max_macs})"
+        if self.max_latency_ms is None:  # as before latency budgets existed: older journals still resume
+            return name
+        return f"{name[:-1]}, latency<={self.max_latency_ms} ms)"
 
     def __call__(self, arch: Arch) -> bool:
-        params, macs = self.count(self.to_full(arch))
+        full = self.to_full(arch)
+        if self.max_latency_ms is not None and self.latency(full) > self.max_latency_ms:
+            return False
+        if self.max_params is None and self.max_macs is None:
+            return True
+        params, macs = self.count(full)
         return (self.max_params is None or params <= self.max_params) and (self.max_macs is None or macs <= self.max_macs)
+
+
+def budget_for(cfg: SearchConfig, to_full, count=None, latency=None) -> CostBudget | None:
+    """The :class:`CostBudget` of ``cfg``'s ``max_params`` / ``max_macs`` / ``max_latency_ms``
+    (``None`` when it sets none); ``count`` and ``latency`` are needed only for the budgets set."""
+    if cfg.max_params is None and cfg.max_macs is None and cfg.max_latency_ms is None:
+        return None
+    if (cfg.max_params is not None or cfg.max_macs is not None) and count is None:
+        raise ConfigError("search.max_params / search.max_macs need a cost counter")
+    if cfg.max_latency_ms is not None and latency is None:
+        raise ConfigError("search.max_latency_ms needs a latency table (search.latency_table)")
+    return CostBudget(None if count is None else functools.lru_cache(maxsize=None)(count), to_full, cfg.max_params,
+                      cfg.max_macs, latency, cfg.max_latency_ms)
 
 
 def make_policy(cfg: SearchConfig, constraint=None):
@@ -176,6 +200,7 @@ def search_supernet(
     journal: str | Path | None = None,
     candidates_json: str | Path | None = None,
     count=None,
+    latency=None,
     progress: bool = True,
     log=None,
     resize: Any = None,
@@ -184,7 +209,8 @@ def search_supernet(
 ) -> SearchOutcome:
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
-    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget. ``log``, if
+    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a parameter or MAC budget,
+    ``latency(full_arch) -> ms`` only for ``search.max_latency_ms``. ``log``, if
     given, is called on rank 0 with ``{"kind": "candidate", "stage": "search", "n", "arch",
     "fitness", "seconds"}`` after each evaluation (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
     ``resize`` and ``amp`` apply to the calibration batches and the evaluations, ``loader_workers`` to
@@ -192,12 +218,7 @@ def search_supernet(
     """
     from autopanoptic.search import PathPriority, Scoreboard, run
 
-    constraint = None
-    if cfg.max_params is not None or cfg.max_macs is not None:
-        if count is None:
-            raise ConfigError("search.max_params / search.max_macs need a cost counter")
-        constraint = CostBudget(functools.lru_cache(maxsize=None)(count), restriction.to_full, cfg.max_params, cfg.max_macs)
-    policy = make_policy(cfg, constraint)
+    policy = make_policy(cfg, budget_for(cfg, restriction.to_full, count, latency))
     calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device, resize)
     started = time.perf_counter()
 
