@@ -40,7 +40,7 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["CostBudget", "SearchOutcome", "budget_for", "calibration_batches", "make_policy", "path_fitness", "path_loss",
+__all__ = ["CostBudget", "SearchOutcome", "budget_for", "pareto_record", "calibration_batches", "make_policy", "path_fitness", "path_loss",
            "search_supernet"]
 
 
@@ -112,6 +112,43 @@ def make_policy(cfg: SearchConfig, constraint=None):
     raise ConfigError(
         f"search.policy: unknown policy {cfg.policy!r}; use path-priority, evolution, random or guided"
     )
+
+
+def pareto_record(history: Sequence[tuple[Arch, float]], objectives: Sequence[str], *, count=None, latency=None,
+                  chosen: Arch | None = None, chosen_fitness: float | None = None) -> dict[str, Any]:
+    """The content of ``search/pareto.json``: every evaluated candidate's objectives (``fitness``,
+    then any of ``latency`` in ms by ``latency(arch)``, ``macs`` / ``params`` by ``count(arch)``),
+    ``front``: the indices of the Pareto set of the candidates, numbered from 1 in that order
+    (:func:`autopanoptic.search.pareto.front_order`: cheapest first in the first cost), and the chosen
+    architecture with its point number on the front (``null`` if it is not on it).
+
+    >>> rec = pareto_record([((0,), 0.5), ((1,), 0.4), ((2,), 0.6)], ["fitness", "latency"],
+    ...                     latency=lambda a: [10.0, 5.0, 30.0][a[0]])
+    >>> rec["front"], [rec["candidates"][i]["latency"] for i in rec["front"]]
+    ([1, 0, 2], [5.0, 10.0, 30.0])
+    """
+    from autopanoptic.search.pareto import front_order
+
+    if len(objectives) < 2 or objectives[0] != "fitness":
+        raise ConfigError(f"search.objectives {list(objectives)}: fitness and at least one cost (latency, macs, params)")
+
+    def values(arch: Arch, fitness: float | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"arch": list(arch), "fitness": None if fitness is None else float(fitness)}
+        if "latency" in objectives:
+            out["latency"] = float(latency(arch))
+        if "macs" in objectives or "params" in objectives:
+            params, macs = count(arch)
+            out.update({k: int(v) for k, v in (("macs", macs), ("params", params)) if k in objectives})
+        return out
+
+    cands = [values(a, f) for a, f in history]
+    senses = ("max",) + ("min",) * (len(objectives) - 1)
+    front = front_order([tuple(c[o] for o in objectives) for c in cands], senses) if cands else []
+    rec: dict[str, Any] = {"objectives": list(objectives), "senses": list(senses), "candidates": cands, "front": front}
+    if chosen is not None:
+        point = next((k + 1 for k, i in enumerate(front) if tuple(cands[i]["arch"]) == tuple(chosen)), None)
+        rec["chosen"] = {**values(chosen, chosen_fitness), "point": point}
+    return rec
 
 
 def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device,
