@@ -2,7 +2,7 @@
 the table's prediction (issue 17 asks for a median relative error of at most 10%).
 
 Builds a table on the device (``autopanoptic.engine.latency.build_table``: every op timed alone on
-its inputs in its place, fixed cost calibrated on ``--calibrate`` random networks), then times
+its inputs in its place, fixed cost calibrated on one network per choice index and ``--calibrate`` random ones), then times
 ``--networks`` other random standalone networks of the same sampling space end to end
 (``check_table``) and compares, for two predictors: the table as built (with its fitted linear
 correction) and the plain sum (scale 1, fixed cost the median offset). Also: how a latency budget
@@ -141,7 +141,7 @@ def main() -> None:
 
 `benchmarks/latency.py` builds a latency table of the `tiny` network (`autopanoptic latency build`:
 every op of every searchable layer timed alone on the inputs it receives in its place, the fixed
-cost calibrated on {args.calibrate} random networks; [latency.md](../latency.md)), then times
+cost calibrated on one network per choice index and {args.calibrate} random ones; [latency.md](../latency.md)), then times
 {args.networks} *other* random standalone networks of the same sampling space (the `tiny` config's:
 no deformable convs) end to end, in inference mode, batch 1, one {h}x{w} image, fusion included,
 median of {args.repeats} forwards after {args.warmup} warm-up ones, and compares them with the prediction.

@@ -49,7 +49,7 @@ def latency() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="PyTorch CPU threads.")
 @click.option("--calibrate", type=click.IntRange(min=0), default=10, show_default=True,
               help="Random networks of the config's sampling space timed end to end to calibrate the fixed cost "
-                   "(0: one network per choice index instead).")
+                   "(besides one network per choice index).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of those networks.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Table file (JSON).")
 def build(config, overrides, preset, device, warmup, repeats, progress, image_size, threads, calibrate, seed, out):

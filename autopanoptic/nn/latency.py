@@ -449,8 +449,8 @@ def build_latency_table(
         warmup, repeats: untimed calls, then timed ones whose median is kept.
         calibrate: random standalone networks (``seed``) timed end to end, besides the
             :func:`~autopanoptic.nn.counting.covering_archs` ones, to fit ``fixed_ms`` / ``scale``.
-        calibration_archs: the networks to time end to end instead (e.g. random ones of the space
-            the search samples, so that the fit is made where it will be used).
+        calibration_archs: the networks to time besides the covering ones, instead of random ones
+            (e.g. random ones of the space the search samples, so that the fit is made where it is used).
         progress: called with a short message before each stage.
 
     The supernet's weights (e.g. freshly initialised) only matter through what the heads detect:
@@ -489,8 +489,10 @@ def build_latency_table(
                 layer_ms.append(row)
         if calibration_archs is None:
             rng = np.random.default_rng(seed)
-            calibration_archs = archs + [space.sample(rng) for _ in range(calibrate)]
-        calibration_archs = [space.validate(a) for a in calibration_archs]
+            calibration_archs = [space.sample(rng) for _ in range(calibrate)]
+        # the covering networks span the whole space (every op, the slowest included): the fit holds
+        # over all of it, not only where the random ones fall
+        calibration_archs = archs + [space.validate(a) for a in calibration_archs]
         measured = []
         for i, arch in enumerate(calibration_archs):
             say(f"timing calibration network {i + 1}/{len(calibration_archs)} end to end")
