@@ -118,3 +118,19 @@ def test_the_search_table_must_fit_the_searched_network(tmp_path):
     wider = make_config("tiny", 2, 3, stage_blocks=(1, 1, 1, 1), widths=(8, 16, 24, 32, 48))
     with pytest.raises(ConfigError, match=r"search.latency_table .*widths"):
         search_latency_table(cfg, _Model(wider, wider.search_space()))
+
+
+def test_the_dry_run_shows_the_budget_and_refuses_a_missing_table(tmp_path):
+    from click.testing import CliRunner
+
+    from autopanoptic_cli.main import main
+
+    path = synthetic_table(SPACE).save(tmp_path / "t.json")
+    args = ["search", "--dry-run", "--out", str(tmp_path / "run"), "--set", "search.max_latency_ms=20",
+            "--set", "search.objectives=[fitness, latency]"]
+    res = CliRunner().invoke(main, [*args, "--set", f"search.latency_table={path}"])
+    assert res.exit_code == 0, res.output
+    assert "latency table of cpu: x" in res.output and "predicted latency <= 20.0 ms" in res.output
+    assert "Pareto set of fitness, latency" in res.output and not (tmp_path / "run").exists()
+    res = CliRunner().invoke(main, [*args, "--set", f"search.latency_table={tmp_path / 'none.json'}"])
+    assert res.exit_code == 2 and "latency table not found" in res.output
