@@ -28,6 +28,7 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_text
 
 __all__ = [
+    "OBJECTIVES",
     "PRESETS",
     "Config",
     "DataConfig",
@@ -113,6 +114,24 @@ def _frozen_mapping(value: Any) -> tuple[tuple[str, Any], ...]:
     if isinstance(value, Mapping):
         return tuple(sorted((str(k), v) for k, v in value.items()))
     return tuple((str(k), v) for k, v in value)
+
+
+OBJECTIVES: tuple[str, ...] = ("fitness", "latency", "macs", "params")
+"""Names ``search.objectives`` may hold (``fitness`` first, then costs to minimise)."""
+
+
+def _objectives(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    return _str_tuple(value)
+
+
+def _objectives_valid(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not value or value[0] != "fitness":
+        raise ValueError(f"must start with fitness, e.g. [fitness, latency]; got {list(value)!r}")
+    bad = [v for v in value if v not in OBJECTIVES]
+    if bad or len(set(value)) != len(value):
+        raise ValueError(f"must be fitness followed by distinct names among latency, macs, params; got {list(value)!r}")
 
 
 # ---- sections ---------------------------------------------------------------------------------
@@ -201,7 +220,13 @@ class TrainConfig:
 class SearchConfig:
     """Architecture search on the trained supernet. ``fitness``: ``pq`` (PQ on the search-validation
     split, the paper's) or ``loss`` (minus the supernet's mean loss on it; lower noise, see
-    docs/benchmarks/ranking.md)."""
+    docs/benchmarks/ranking.md).
+
+    Budgets (``null`` = none): ``max_params``, ``max_macs`` (counted at ``cost_image_size``) and
+    ``max_latency_ms`` (predicted by the table ``latency_table`` of ``autopanoptic latency build``);
+    every policy only proposes and counts architectures within them. ``objectives``: ``fitness``
+    followed by any of ``latency``, ``macs``, ``params``: the search also writes the Pareto set of
+    the candidates it evaluated (``search/pareto.json``; docs/latency.md)."""
 
     policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
     fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss"))
@@ -215,6 +240,9 @@ class SearchConfig:
     max_params: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
     max_macs: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
     cost_image_size: int = attrs.field(default=64, converter=int, validator=_positive)
+    max_latency_ms: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
+    latency_table: str | None = attrs.field(default=None, converter=_opt_str)
+    objectives: tuple[str, ...] = attrs.field(default=("fitness",), converter=_objectives, validator=_objectives_valid)
     seed: int = attrs.field(default=0, converter=int)
 
 

@@ -70,6 +70,9 @@ def _register() -> None:
     from autopanoptic_cli.export import export
 
     main.add_command(export)
+    from autopanoptic_cli.latency import latency
+
+    main.add_command(latency)
 
 
 _register()

@@ -160,20 +160,28 @@ def search(cfg, run, device, progress):
     click.echo(f"search ({cfg.search.policy}): {len(out.history)} evaluations in {out.seconds:.0f} s; "
                f"chosen architecture PQ on the search validation split: {fit}")
     click.echo(f"architecture: {run.root / 'arch.json'}")
+    front = run.root / "search" / "pareto.json"
+    if len(cfg.search.objectives) > 1 and front.exists():
+        import json
+
+        n = len(json.loads(front.read_text())["front"])
+        click.echo(f"Pareto front of {', '.join(cfg.search.objectives)}: {n} points ({front}); retrain one with --pick K")
 
 
 @click.command("retrain")
 @run_options
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Architecture JSON (default: the run folder's arch.json).")
+@click.option("--pick", type=click.IntRange(min=1), default=None,
+              help="Retrain point K of the search's Pareto front (search/pareto.json; 1 = the cheapest).")
 @_stage(["retrain"])
-def retrain(cfg, run, device, progress, arch_path):
-    """Retrain the chosen architecture as a standalone network."""
+def retrain(cfg, run, device, progress, arch_path, pick):
+    """Retrain the chosen architecture (or --arch, or --pick K of the front) as a standalone network."""
     from autopanoptic.engine import pipeline
 
     from autopanoptic.engine.distributed import world
 
-    _, res = pipeline.retrain(cfg, run, arch_path=arch_path, device=device, progress=progress)
+    _, res = pipeline.retrain(cfg, run, arch_path=arch_path, pick=pick, device=device, progress=progress)
     if not world().is_main:
         return
     last = res.losses[-1]["loss"] if res.losses else float("nan")

@@ -254,13 +254,16 @@ def _cost_counter(cfg: Config, model):
 
 def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True):
     """Search the trained supernet; writes ``search/journal.jsonl``, ``search/scoreboard.json``,
-    ``search/candidates.json`` and ``arch.json``."""
+    ``search/candidates.json``, ``arch.json`` and, with several ``search.objectives``,
+    ``search/pareto.json`` (:func:`~autopanoptic.engine.search.pareto_record`)."""
+    from autopanoptic.engine.latency import search_latency_table
     from autopanoptic.engine.search import search_supernet
     from autopanoptic.search import save_arch
 
     data = data or prepare_data(cfg, run, progress=progress)
     _save_config(cfg, run)
     model = load_supernet(cfg, run, data, device=device)
+    latency = search_latency_table(cfg, model)
     r = restriction_for(cfg, model.search_space)
     with run_log(cfg, run) as log:
         outcome = search_supernet(
@@ -268,7 +271,7 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
             # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
             journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
             candidates_json=run.path("search", "candidates.json"),
-            count=_cost_counter(cfg, model), progress=progress, log=log.write, resize=_resize(cfg), amp=cfg.eval.amp,
+            count=_cost_counter(cfg, model), latency=latency, progress=progress, log=log.write, resize=_resize(cfg), amp=cfg.eval.amp,
             loader_workers=cfg.data.loader_workers,
         )
     board = outcome.scoreboard
@@ -277,6 +280,12 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
         "ops": [list(layer.ops) for layer in r.sub.layers],
         "scores": board.to_json(),
     })
+    if len(cfg.search.objectives) > 1:
+        from autopanoptic.engine.search import pareto_record
+
+        atomic_write_json(run.path("search", "pareto.json"), pareto_record(
+            outcome.history, cfg.search.objectives, count=_cost_counter(cfg, model), latency=latency,
+            chosen=outcome.best, chosen_fitness=outcome.chosen_fitness))
     params, macs = _cost_counter(cfg, model)(outcome.best)
     save_arch(model.search_space, outcome.best, run.path("arch.json"), fitness=outcome.chosen_fitness,
               evaluated_during_search=outcome.best_fitness is not None,
@@ -285,13 +294,33 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     return outcome
 
 
-def _read_arch(run: RunDir, space, arch_path: str | Path | None) -> Arch:
+def _read_arch(run: RunDir, space, arch_path: str | Path | None, pick: int | None = None) -> Arch:
     from autopanoptic.search import load_arch
 
+    if pick is not None:
+        if arch_path is not None:
+            raise ArchitectureError("pass either --arch or --pick, not both")
+        return front_point(run, space, pick)
     path = Path(arch_path) if arch_path is not None else run.root / "arch.json"
     if arch_path is None and not path.exists():
         raise ArchitectureError(f"{path}: no architecture in this run folder; run `autopanoptic search` first or pass --arch")
     return load_arch(space, path)
+
+
+def front_point(run: RunDir, space, k: int) -> Arch:
+    """The architecture of point ``k`` (numbered from 1) of the run's Pareto front (``search/pareto.json``)."""
+    path = run.root / "search" / "pareto.json"
+    if not path.exists():
+        raise ArchitectureError(f"{path}: no Pareto front in this run folder; search with several objectives, e.g. "
+                                "--set search.objectives=[fitness,latency]")
+    try:
+        rec = json.loads(path.read_text())
+        front = [rec["candidates"][int(i)]["arch"] for i in rec["front"]]
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise ArchitectureError(f"{path}: not a Pareto front written by the search ({type(e).__name__})") from None
+    if not 1 <= int(k) <= len(front):
+        raise ArchitectureError(f"--pick {k}: the front of {path} has points 1 to {len(front)}")
+    return space.validate(front[int(k) - 1])
 
 
 def retrain_shape(cfg: Config) -> tuple[str, dict[str, Any]]:
@@ -319,17 +348,18 @@ def _retrain_network(cfg: Config, data: RunData, arch: Arch, supernet=None):
     return build_network(preset, arch, data.categories.num_things, data.categories.num_stuff, **overrides)
 
 
-def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=None, device="cpu",
-            progress: bool = True, stop_after: int | None = None):
-    """Retrain the chosen architecture (``arch.json`` or ``arch_path``) as a standalone network into
-    ``<run>/retrain/``; optionally starting from the supernet's weights (``retrain.init_from_supernet``)."""
+def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=None, pick: int | None = None,
+            device="cpu", progress: bool = True, stop_after: int | None = None):
+    """Retrain the chosen architecture (``arch.json``, ``arch_path``, or point ``pick`` of the Pareto
+    front in ``search/pareto.json``) as a standalone network into ``<run>/retrain/``; optionally
+    starting from the supernet's weights (``retrain.init_from_supernet``)."""
     from autopanoptic.engine.train import train
     from autopanoptic.search import save_arch
 
     data = data or prepare_data(cfg, run, progress=progress)
     _save_config(cfg, run)
     space = build_supernet_space(cfg, data)
-    arch = _read_arch(run, space, arch_path)
+    arch = _read_arch(run, space, arch_path, pick)
     r = restriction_for(cfg, space)
     if cfg.retrain.init_from_supernet:
         try:

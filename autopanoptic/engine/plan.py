@@ -72,6 +72,15 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
         budget = ""
         if s.max_params or s.max_macs:
             budget = f"; budget params <= {s.max_params}, MACs <= {s.max_macs} at {s.cost_image_size} px"
+        if s.latency_table:
+            from autopanoptic.nn.latency import LatencyTable
+
+            key = LatencyTable.load(s.latency_table).key  # a missing or foreign file fails the dry run too
+            budget += f"; latency table of {key.describe()}"
+        if s.max_latency_ms:
+            budget += f"; predicted latency <= {s.max_latency_ms} ms"
+        if len(s.objectives) > 1:
+            budget += f"; Pareto set of {', '.join(s.objectives)} in search/pareto.json"
         lines.append(f"search: {s.policy}, {what}, each on {len(splits.val)} validation images after BN "
                      f"recalibration on {s.calib_batches} x {s.calib_batch_size} images{budget}")
     rt = cfg.retrain

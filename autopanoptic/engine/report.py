@@ -17,7 +17,7 @@ from typing import Any
 from autopanoptic.engine.runs import RunDir
 from autopanoptic.io import atomic_write_bytes, atomic_write_text
 
-__all__ = ["plot_fitness", "plot_losses", "plot_parallel", "plot_scoreboard", "write_report"]
+__all__ = ["plot_fitness", "plot_front", "plot_losses", "plot_parallel", "plot_scoreboard", "write_report"]
 
 
 def _load(path: Path) -> Any:
@@ -125,6 +125,35 @@ def plot_parallel(candidates: list[dict[str, Any]], path: Path, layers: list[str
     return _save(fig, path)
 
 
+_COST_LABELS = {"latency": ("predicted latency (ms)", 1.0), "macs": ("GMACs", 1e-9), "params": ("M parameters", 1e-6)}
+
+
+def plot_front(pareto: dict[str, Any], path: Path) -> Path:
+    """Fitness against each cost of ``search/pareto.json`` (one panel per cost): every candidate,
+    the Pareto front (points numbered as ``retrain --pick`` takes them), the chosen architecture."""
+    plt = _plt()
+    costs = pareto["objectives"][1:]
+    cands, front, chosen = pareto["candidates"], pareto["front"], pareto.get("chosen")
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 3.6), squeeze=False)
+    for ax, cost in zip(axes[0], costs):
+        label, unit = _COST_LABELS[cost]
+        ax.scatter([c[cost] * unit for c in cands], [100 * c["fitness"] for c in cands], s=12, color="0.6",
+                   label="candidate")
+        xs = [cands[i][cost] * unit for i in front]
+        ys = [100 * cands[i]["fitness"] for i in front]
+        ax.plot(xs, ys, "o-", color="C3", markersize=5, label="Pareto front")
+        for k, (x, y) in enumerate(zip(xs, ys), start=1):
+            ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if chosen is not None and chosen.get("fitness") is not None:
+            ax.scatter([chosen[cost] * unit], [100 * chosen["fitness"]], marker="*", s=160, color="C0", zorder=5,
+                       label="chosen architecture")
+        ax.set_xlabel(label)
+        ax.set_ylabel("fitness (%)")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Fitness against cost of the evaluated candidates (numbers: retrain --pick K)")
+    return _save(fig, path)
+
+
 def plot_losses(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
     """Total training loss per optimizer step, one line per curve."""
     plt = _plt()
@@ -205,6 +234,23 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         p = plot_parallel(cands, plots / "candidates.png", board["layers"] if board else None)
         lines += ["Every candidate's op choice per layer, coloured by its fitness (parallel coordinates):\n",
                   f"![candidates]({p.relative_to(root)})\n"]
+    pareto = _load(root / "search" / "pareto.json")
+    if pareto and pareto.get("candidates"):
+        p = plot_front(pareto, plots / "front.png")
+        costs = pareto["objectives"][1:]
+        lines += ["## Pareto front\n",
+                  f"The {len(pareto['front'])} of {len(pareto['candidates'])} evaluated candidates that no other one beats "
+                  f"in fitness and {', '.join(costs)} (`search/pareto.json`); retrain point K with "
+                  "`autopanoptic retrain --pick K`:\n", f"![front]({p.relative_to(root)})\n",
+                  "| K | fitness | " + " | ".join(_COST_LABELS[c][0] for c in costs) + " |",
+                  "|---|---|" + "---|" * len(costs)]
+        for k, i in enumerate(pareto["front"], start=1):
+            c = pareto["candidates"][i]
+            lines.append(f"| {k} | {_pct(c['fitness'])} | " + " | ".join(f"{c[o] * _COST_LABELS[o][1]:.4g}" for o in costs) + " |")
+        chosen = pareto.get("chosen")
+        if chosen is not None:
+            where = f"point {chosen['point']} of the front" if chosen.get("point") else "not on the front"
+            lines.append(f"\nThe chosen architecture (`arch.json`) is {where}.\n")
     curves = {name: _load(root / name / "losses.json") or [] for name in ("supernet", "retrain")}
     if any(curves.values()):
         p = plot_losses(curves, plots / "losses.png")

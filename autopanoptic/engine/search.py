@@ -40,28 +40,52 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["CostBudget", "SearchOutcome", "calibration_batches", "make_policy", "path_fitness", "path_loss",
+__all__ = ["CostBudget", "SearchOutcome", "budget_for", "pareto_record", "calibration_batches", "make_policy", "path_fitness", "path_loss",
            "search_supernet"]
 
 
 @attrs.frozen
 class CostBudget:
     """A constraint on an architecture of the sampling space: parameters and/or multiply-adds of
-    its full-space counterpart, counted by ``count(arch) -> (params, macs)``."""
+    its full-space counterpart, counted by ``count(arch) -> (params, macs)``, and / or its latency
+    predicted by ``latency(arch) -> ms`` (e.g. :meth:`autopanoptic.nn.latency.LatencyTable.predict`)."""
 
     count: Any = attrs.field(eq=False, repr=False)
     to_full: Any = attrs.field(eq=False, repr=False)
     max_params: float | None = None
     max_macs: float | None = None
+    latency: Any = attrs.field(default=None, eq=False, repr=False)
+    max_latency_ms: float | None = None
 
     @property
     def name(self) -> str:
         """Stable name (recorded in the journal header)."""
-        return f"budget(params<={self.max_params}, macs<={self.max_macs})"
+        name = f"budget(params<={self.max_params}, macs<={self.max_macs})"
+        if self.max_latency_ms is None:  # as before latency budgets existed: older journals still resume
+            return name
+        return f"{name[:-1]}, latency<={self.max_latency_ms} ms)"
 
     def __call__(self, arch: Arch) -> bool:
-        params, macs = self.count(self.to_full(arch))
+        full = self.to_full(arch)
+        if self.max_latency_ms is not None and self.latency(full) > self.max_latency_ms:
+            return False
+        if self.max_params is None and self.max_macs is None:
+            return True
+        params, macs = self.count(full)
         return (self.max_params is None or params <= self.max_params) and (self.max_macs is None or macs <= self.max_macs)
+
+
+def budget_for(cfg: SearchConfig, to_full, count=None, latency=None) -> CostBudget | None:
+    """The :class:`CostBudget` of ``cfg``'s ``max_params`` / ``max_macs`` / ``max_latency_ms``
+    (``None`` when it sets none); ``count`` and ``latency`` are needed only for the budgets set."""
+    if cfg.max_params is None and cfg.max_macs is None and cfg.max_latency_ms is None:
+        return None
+    if (cfg.max_params is not None or cfg.max_macs is not None) and count is None:
+        raise ConfigError("search.max_params / search.max_macs need a cost counter")
+    if cfg.max_latency_ms is not None and latency is None:
+        raise ConfigError("search.max_latency_ms needs a latency table (search.latency_table)")
+    return CostBudget(None if count is None else functools.lru_cache(maxsize=None)(count), to_full, cfg.max_params,
+                      cfg.max_macs, latency, cfg.max_latency_ms)
 
 
 def make_policy(cfg: SearchConfig, constraint=None):
@@ -88,6 +112,43 @@ def make_policy(cfg: SearchConfig, constraint=None):
     raise ConfigError(
         f"search.policy: unknown policy {cfg.policy!r}; use path-priority, evolution, random or guided"
     )
+
+
+def pareto_record(history: Sequence[tuple[Arch, float]], objectives: Sequence[str], *, count=None, latency=None,
+                  chosen: Arch | None = None, chosen_fitness: float | None = None) -> dict[str, Any]:
+    """The content of ``search/pareto.json``: every evaluated candidate's objectives (``fitness``,
+    then any of ``latency`` in ms by ``latency(arch)``, ``macs`` / ``params`` by ``count(arch)``),
+    ``front``: the indices of the Pareto set of the candidates, numbered from 1 in that order
+    (:func:`autopanoptic.search.pareto.front_order`: cheapest first in the first cost), and the chosen
+    architecture with its point number on the front (``null`` if it is not on it).
+
+    >>> rec = pareto_record([((0,), 0.5), ((1,), 0.4), ((2,), 0.6)], ["fitness", "latency"],
+    ...                     latency=lambda a: [10.0, 5.0, 30.0][a[0]])
+    >>> rec["front"], [rec["candidates"][i]["latency"] for i in rec["front"]]
+    ([1, 0, 2], [5.0, 10.0, 30.0])
+    """
+    from autopanoptic.search.pareto import front_order
+
+    if len(objectives) < 2 or objectives[0] != "fitness":
+        raise ConfigError(f"search.objectives {list(objectives)}: fitness and at least one cost (latency, macs, params)")
+
+    def values(arch: Arch, fitness: float | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"arch": list(arch), "fitness": None if fitness is None else float(fitness)}
+        if "latency" in objectives:
+            out["latency"] = float(latency(arch))
+        if "macs" in objectives or "params" in objectives:
+            params, macs = count(arch)
+            out.update({k: int(v) for k, v in (("macs", macs), ("params", params)) if k in objectives})
+        return out
+
+    cands = [values(a, f) for a, f in history]
+    senses = ("max",) + ("min",) * (len(objectives) - 1)
+    front = front_order([tuple(c[o] for o in objectives) for c in cands], senses) if cands else []
+    rec: dict[str, Any] = {"objectives": list(objectives), "senses": list(senses), "candidates": cands, "front": front}
+    if chosen is not None:
+        point = next((k + 1 for k, i in enumerate(front) if tuple(cands[i]["arch"]) == tuple(chosen)), None)
+        rec["chosen"] = {**values(chosen, chosen_fitness), "point": point}
+    return rec
 
 
 def calibration_batches(dataset: Any, indices: Sequence[int], n_batches: int, batch_size: int, device,
@@ -176,6 +237,7 @@ def search_supernet(
     journal: str | Path | None = None,
     candidates_json: str | Path | None = None,
     count=None,
+    latency=None,
     progress: bool = True,
     log=None,
     resize: Any = None,
@@ -184,7 +246,8 @@ def search_supernet(
 ) -> SearchOutcome:
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
-    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a budget. ``log``, if
+    ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a parameter or MAC budget,
+    ``latency(full_arch) -> ms`` only for ``search.max_latency_ms``. ``log``, if
     given, is called on rank 0 with ``{"kind": "candidate", "stage": "search", "n", "arch",
     "fitness", "seconds"}`` after each evaluation (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
     ``resize`` and ``amp`` apply to the calibration batches and the evaluations, ``loader_workers`` to
@@ -192,12 +255,7 @@ def search_supernet(
     """
     from autopanoptic.search import PathPriority, Scoreboard, run
 
-    constraint = None
-    if cfg.max_params is not None or cfg.max_macs is not None:
-        if count is None:
-            raise ConfigError("search.max_params / search.max_macs need a cost counter")
-        constraint = CostBudget(functools.lru_cache(maxsize=None)(count), restriction.to_full, cfg.max_params, cfg.max_macs)
-    policy = make_policy(cfg, constraint)
+    policy = make_policy(cfg, budget_for(cfg, restriction.to_full, count, latency))
     calib = calibration_batches(dataset, calib_indices, cfg.calib_batches, cfg.calib_batch_size, device, resize)
     started = time.perf_counter()
 

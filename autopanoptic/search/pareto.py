@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["dominates", "hypervolume_2d", "pareto_indices"]
+__all__ = ["dominates", "front_order", "hypervolume_2d", "pareto_indices"]
 
 SENSES = ("max", "min")
 
@@ -54,6 +54,32 @@ def pareto_indices(points: Sequence[Sequence[float]], senses: Sequence[str]) -> 
         if not any(dominates(q, p, senses) for j, q in enumerate(points) if j != i):
             keep.append(i)
     return keep
+
+
+def front_order(points: Sequence[Sequence[float]], senses: Sequence[str], by: int = 1) -> list[int]:
+    """The Pareto set's indices in the order its members are numbered for users: best first in
+    objective ``by`` (for ``("max", "min")`` with ``by=1``: the cheapest first), ties broken by the
+    other objectives in order, then by index. Equal points are all members; only the first of them
+    (lowest index) is kept, so that every member of the numbered front is a distinct trade-off.
+
+    >>> front_order([(0.40, 12.0), (0.45, 20.0), (0.38, 15.0), (0.45, 18.0), (0.40, 12.0)], ("max", "min"))
+    [0, 3]
+    """
+    _check(senses, *points)
+    if not 0 <= by < len(senses):
+        raise ValueError(f"by={by} is not an objective index (there are {len(senses)})")
+    order = [by] + [k for k in range(len(senses)) if k != by]
+
+    def key(i: int) -> tuple:
+        return tuple(-points[i][k] if senses[k] == "max" else points[i][k] for k in order) + (i,)
+
+    out, seen = [], set()
+    for i in sorted(pareto_indices(points, senses), key=key):
+        p = tuple(points[i])
+        if p not in seen:
+            seen.add(p)
+            out.append(i)
+    return out
 
 
 def hypervolume_2d(front: Sequence[Sequence[float]], ref: Sequence[float], senses: Sequence[str]) -> float:

@@ -313,3 +313,36 @@ def test_an_architecture_searched_on_one_dataset_retrains_on_another_with_other_
     # the class-dependent layers were rebuilt for the target: 3 thing classes, 4 stuff + "things"
     assert sorted(metrics["box_ap"]["per_class"]) == ["circle", "square", "triangle"]
     assert len(metrics["semantic"]["per_class"]) == 5
+
+
+def test_search_under_a_latency_budget_writes_the_front_and_retrain_picks_a_point(run_folder, tmp_path):
+    import shutil
+
+    from autopanoptic.nn.latency import LatencyTable
+
+    table = tmp_path / "lat.json"
+    res = cli("latency", "build", "--out", str(table), "--warmup", "0", "--repeats", "1", "--calibrate", "0",
+              "--image-size", "48", "48", "--no-progress", *TINY)
+    assert res.exit_code == 0, res.output
+    lat = LatencyTable.load(table)
+    run = tmp_path / "r"
+    shutil.copytree(run_folder, run, ignore=shutil.ignore_patterns("search", "retrain", "eval", ".lock"))
+    budget = sorted(lat.predict(lat_arch) for lat_arch in _candidate_archs(run_folder))[-2]  # excludes the slowest
+    extra = ["--set", f"search.latency_table={table}", "--set", f"search.max_latency_ms={budget}",
+             "--set", "search.objectives=[fitness, latency, macs]", "--set", "search.policy=random",
+             "--set", "search.evaluations=6"]
+    res = cli("search", "--out", str(run), "--device", "cpu", "--no-progress", *TINY, *extra)
+    assert res.exit_code == 0, res.output
+    assert "Pareto front of fitness, latency, macs" in res.output
+    front = json.loads((run / "search" / "pareto.json").read_text())
+    assert len(front["candidates"]) == 6 and all(c["latency"] <= budget for c in front["candidates"])
+    res = cli("retrain", "--out", str(run), "--device", "cpu", "--no-progress", "--pick", "1", *TINY, *extra)
+    assert res.exit_code == 0, res.output
+    picked = json.loads((run / "retrain" / "arch.json").read_text())["flat"]
+    assert picked == front["candidates"][front["front"][0]]["arch"]
+    res = cli("retrain", "--out", str(run), "--device", "cpu", "--no-progress", "--pick", "99", *TINY, *extra)
+    assert res.exit_code == 2 and "--pick 99" in res.output
+
+
+def _candidate_archs(run_folder):
+    return [c["arch"] for c in json.loads((run_folder / "search" / "candidates.json").read_text())]

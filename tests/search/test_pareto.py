@@ -76,3 +76,26 @@ def test_bad_senses_and_shapes_are_refused():
     with pytest.raises(ValueError, match="two objectives"):
         hypervolume_2d([(1, 2, 3)], (0, 0, 0), ("max", "max", "max"))
     assert np.isclose(hypervolume_2d([], (0, 0), ("max", "max")), 0)
+
+
+@given(point_sets(dims=2), st.randoms())
+def test_the_numbered_front_is_the_distinct_pareto_points_cheapest_first(ps, rnd):
+    from autopanoptic.search.pareto import front_order
+
+    pts, senses = ps
+    order = front_order(pts, senses)
+    assert sorted({tuple(pts[i]) for i in order}) == sorted({tuple(pts[i]) for i in pareto_indices(pts, senses)})
+    assert len(order) == len({tuple(pts[i]) for i in order})  # one member per distinct trade-off
+    better = (lambda a, b, s: a > b if s == "max" else a < b)
+    for i, j in zip(order, order[1:]):  # along a 2-d front: better in objective 1, so worse in objective 0
+        assert better(pts[i][1], pts[j][1], senses[1]) and better(pts[j][0], pts[i][0], senses[0])
+    shuffled = list(pts)
+    rnd.shuffle(shuffled)
+    assert [tuple(pts[i]) for i in order] == [tuple(shuffled[i]) for i in front_order(shuffled, senses)]
+
+
+def test_front_order_refuses_a_bad_objective_index():
+    from autopanoptic.search.pareto import front_order
+
+    with pytest.raises(ValueError, match="not an objective"):
+        front_order([(1, 2)], ("max", "min"), by=2)
