@@ -37,6 +37,7 @@ __all__ = [
     "DistributedError",
     "World",
     "all_gather_objects",
+    "all_gather_tensor",
     "barrier",
     "broadcast_object",
     "evaluate_sharded",
@@ -171,6 +172,28 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * w.size
     dist.all_gather_object(out, obj)
     return out
+
+
+def all_gather_tensor(t: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's 1-D tensor ``t`` (lengths may differ; same dtype and device everywhere), in rank
+    order: two tensor collectives (the lengths, then the padded data), no pickling; ``[t]`` when
+    not distributed."""
+    import torch.distributed as dist
+
+    w = world()
+    if not w.active:
+        return [t]
+    n = torch.tensor([t.numel()], dtype=torch.int64, device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(w.size)]
+    dist.all_gather(sizes, n)
+    lengths = [int(x.item()) for x in sizes]
+    if max(lengths) == 0:
+        return [t.reshape(-1)[:0] for _ in lengths]
+    padded = torch.zeros(max(lengths), dtype=t.dtype, device=t.device)
+    padded[: t.numel()] = t.reshape(-1)
+    out = [torch.empty_like(padded) for _ in range(w.size)]
+    dist.all_gather(out, padded)
+    return [o[:k] for o, k in zip(out, lengths)]
 
 
 def gather_objects(obj: Any) -> list[Any] | None:

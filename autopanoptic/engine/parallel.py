@@ -116,7 +116,7 @@ class BatchNormReplay:
             x = args[0].detach().float()
             dims = [0, *range(2, x.dim())]
             var, mean = torch.var_mean(x, dim=dims, correction=1)
-            self._records.append((self._pass, len(self._records), i, mean.cpu(), var.cpu()))
+            self._records.append((self._pass, len(self._records), i, mean, var))
 
         return hook
 
@@ -130,23 +130,48 @@ class BatchNormReplay:
         """The following BatchNorm calls belong to pass ``j`` of the step."""
         self._pass = int(j)
 
+    def _gathered(self) -> list[tuple[int, int, int, torch.Tensor, torch.Tensor]]:
+        """Every rank's records, in (pass, call) order: two tensor gathers (no pickling: the
+        per-object gather cost about 65 ms per tiny-supernet step on CPU, a sixth of the step)."""
+        if not self.layers:
+            return []
+        dev = self.layers[0].running_mean.device
+        head = torch.tensor([[p, k, i, m.numel()] for p, k, i, m, _ in self._records], dtype=torch.float64,
+                            device=dev).reshape(-1)
+        vals = (torch.cat([t.reshape(-1) for *_, m, v in self._records for t in (m, v)]) if self._records
+                else torch.zeros(0, device=dev))
+        out = []
+        for h, v in zip(distributed.all_gather_tensor(head), distributed.all_gather_tensor(vals)):
+            off = 0
+            for p, k, i, c in h.view(-1, 4).long().tolist():
+                out.append((p, k, i, v[off : off + c], v[off + c : off + 2 * c]))
+                off += 2 * c
+        return sorted(out, key=lambda r: (r[0], r[1]))
+
     def sync(self) -> None:
         """Replay every rank's recorded updates in pass order (see the class docstring)."""
-        records = sorted(r for part in distributed.all_gather_objects(self._records) for r in part)
-        touched = sorted({r[2] for r in records})
+        by_layer: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for _, _, i, mean, var in self._gathered():
+            by_layer.setdefault(i, []).append((mean, var))
         with torch.no_grad():
-            for i in touched:
+            for i, stats in by_layer.items():
                 m, (rm, rv, n) = self.layers[i], self._start[i]
-                m.running_mean.copy_(rm)
-                m.running_var.copy_(rv)
-                m.num_batches_tracked.copy_(n)
-            for _, _, i, mean, var in records:
-                m = self.layers[i]
-                m.num_batches_tracked.add_(1)
-                f = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
-                dev, dt = m.running_mean.device, m.running_mean.dtype
-                m.running_mean.mul_(1 - f).add_(mean.to(dev, dt), alpha=f)
-                m.running_var.mul_(1 - f).add_(var.to(dev, dt), alpha=f)
+                m.num_batches_tracked.copy_(n + len(stats))
+                if m.momentum is None:  # cumulative average: one update after the other
+                    m.running_mean.copy_(rm)
+                    m.running_var.copy_(rv)
+                    for k, (mean, var) in enumerate(stats):
+                        f = 1.0 / (float(n) + k + 1)
+                        m.running_mean.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)
+                        m.running_var.mul_(1 - f).add_(var.to(rv.dtype), alpha=f)
+                    continue
+                # k updates r <- (1 - f) r + f x_j, in order, at once: (1 - f)^k r + sum_j f (1 - f)^(k-1-j) x_j
+                f, k = float(m.momentum), len(stats)
+                w = f * (1 - f) ** torch.arange(k - 1, -1, -1, dtype=torch.float64, device=rm.device)
+                means = torch.stack([s[0] for s in stats]).double()
+                varis = torch.stack([s[1] for s in stats]).double()
+                m.running_mean.copy_(((1 - f) ** k * rm.double() + w @ means).to(rm.dtype))
+                m.running_var.copy_(((1 - f) ** k * rv.double() + w @ varis).to(rv.dtype))
         self._records.clear()
 
 
