@@ -327,6 +327,7 @@ def report(path: Path) -> str:
     elif rel.n_archs:
         L += ["The estimated variance between architectures is zero: no number of seeds separates them here.", ""]
     L += eval_size_section(gt, raw)
+    L += pilots_section(gt, sorted(path.parent.glob("pilot-*.json")))
     if len(means):
         sp = spread_table(100 * means)
         L += ["## Distribution of the per-architecture means (all seeds finished)", "",
@@ -370,6 +371,44 @@ def seeds_needed(sd_between: float, sd_within: float, reliability: float, spread
         return max(1, int(np.ceil(reliability / (1 - reliability) * r - 1e-9)))
     # sd_means^2 = b + w/k >= spread^2 * w/k  <=>  k >= (spread^2 - 1) * w / b
     return max(1, int(np.ceil((spread ** 2 - 1) * r - 1e-9)))
+
+
+def pilots_section(gt, pilots: list[Path]) -> list[str]:
+    """Other recipes tried on the table's first architectures, beside the table on the same ones."""
+    from autopanoptic.engine.truth import GroundTruth
+    from autopanoptic.search import stats
+
+    rows = []
+    for p in pilots:
+        pilot = GroundTruth.load(p)
+        raw = json.loads(p.read_text())
+        keep = [i for i, rs in enumerate(pilot.runs) if len(rs) >= 2 and i < len(gt.archs)
+                and pilot.archs[i] == gt.archs[i] and len(gt.runs[i]) >= 2]
+        if not keep:
+            continue
+        for label, table, key in ((f"`{p.name}`: {raw['recipe']['steps']} steps, {raw['data']['synthetic_size']} px",
+                                   pilot, "pq"),
+                                  (f"`{p.name}`, on the 1000-image set", pilot, "large.pq"),
+                                  ("this table (same architectures)", gt, "pq")):
+            sub = [table.table(key)[i] for i in keep]
+            sub = [r for r in sub if len(r) >= 2]
+            if len(sub) < 2:
+                continue
+            icc, sb, sw = stats.mean_reliability(sub)
+            k = float(np.mean([len(r) for r in sub]))
+            secs = [r["seconds"] for i in keep for r in table.runs[i]]
+            rows.append(f"| {label} | {len(sub)} | {_f(k, 1)} | {_f(100 * float(np.mean([np.mean(r) for r in sub])))} | "
+                        f"{_f(100 * sb, 2)} | {_f(100 * sw, 2)} | {_f(icc, 2)} | "
+                        f"{_f(float(np.median(secs)), 0)} |")
+    if not rows:
+        return []
+    return ["## Pilots: other recipes on the same architectures", "",
+            "Each pilot (`--steps`, `--image-size`, its own table `benchmarks/ground_truth/pilot-*.json`) trains the "
+            "table's first architectures with another recipe; beside it, this table's runs of the same architectures. "
+            "With so few architectures the sd between architectures is rough; the sd between seeds (pooled over "
+            "architectures) is the steadier figure.", "",
+            "| recipe | architectures | seeds | mean PQ | sd between architectures (true) | sd between seeds | "
+            "ICC(1,k) | median s per run |", "|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def eval_size_section(gt, raw: dict) -> list[str]:

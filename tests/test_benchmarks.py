@@ -48,6 +48,16 @@ def test_the_ground_truth_page_reports_reliability_and_keeps_the_readings(tmp_pa
     assert "30 of 30 runs finished" in text and "## Per-op marginal effects" in text
     assert "## How reliability grows with the evaluation set" in text
     assert "| large set, first 400 images (data seed 8) | 59.0 |" in text
+    assert "## Pilots" not in text
+    pilot = gt.header(4, 2, 2026, *gt.settings(4500))
+    pilot["architectures"] = [{"index": i, "arch": list(a), "runs": [
+        {"seed": s, "pq": 0.6 + 0.01 * i + 0.002 * s, "seconds": 300.0, "large": {"pq": 0.6 + 0.01 * i}}
+        for s in range(2)]} for i, a in enumerate(archs[:4])]
+    (tmp_path / "pilot-4500.json").write_text(json.dumps(pilot))
+    text = gt.report(path)
+    assert "| `pilot-4500.json`: 4500 steps, 64 px | 4 | 2.0 | 61.6 |" in text
+    assert "| `pilot-4500.json`, on the 1000-image set | 4 | 2.0 | 61.5 |" in text
+    assert "| this table (same architectures) | 4 | 3.0 |" in text
     page = tmp_path / "page.md"
     page.write_text("old figures\n\n" + machine.HAND + "\n\nWhat we make of it.\n")
     machine.write_page(page, text)
