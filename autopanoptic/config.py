@@ -195,8 +195,9 @@ class TrainConfig:
     """Strict-fair supernet training. One step = one strict-fair cycle of ``m`` architectures, each
     on its own batch of ``batch_size`` images, then one SGD step. ``amp``: mixed precision of the
     forward passes (``off``, ``bf16``, ``fp16``; :mod:`autopanoptic.engine.amp`). ``parallel``: how several workers
-    share a step -- ``cycle`` deals the ``m`` passes to them, ``data`` slices every batch
-    (:mod:`autopanoptic.engine.parallel`; it does not change the result beyond float rounding). With ``holdout_val`` the
+    share a step -- ``cycle`` deals the ``m`` passes to them, ``data`` slices every batch, ``sync`` slices
+    it with BatchNorm over the whole batch (:mod:`autopanoptic.engine.parallel`; ``cycle`` does not change
+    the result beyond float rounding). With ``holdout_val`` the
     supernet never sees the search-validation images (as SPOS kept its search images out of supernet
     training); the retrained network still uses every training image."""
 
@@ -212,7 +213,7 @@ class TrainConfig:
     checkpoint_every: int = attrs.field(default=10, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
     holdout_val: bool = attrs.field(default=False, converter=bool)  # train without the search-validation images
-    parallel: str = attrs.field(default="cycle", validator=_one_of("cycle", "data"))
+    parallel: str = attrs.field(default="cycle", validator=_one_of("cycle", "data", "sync"))
     amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
 
 
@@ -252,9 +253,10 @@ class RetrainConfig:
     own preset, e.g. ``paper-retrain`` for the wider network). ``backbone_weights`` (a ``backbone.pt``
     of ``autopanoptic pretrain``) initialises a freshly built network's backbone
     (``init_from_supernet: false``). ``amp``: as ``train.amp``. ``parallel``: with several workers,
-    ``data`` slices every batch over them; ``single`` retrains on the first worker alone while the
-    others wait (the single-process run: for small batches, where a slice of one image would change
-    what BatchNorm sees)."""
+    ``data`` slices every batch over them (BatchNorm per slice); ``sync`` slices it too, with
+    BatchNorm statistics over the whole batch (:mod:`autopanoptic.engine.syncbn`: for small batches,
+    where a slice of one image would change what BatchNorm sees); ``single`` retrains on the first
+    worker alone while the others wait (the single-process run, one core busy)."""
 
     preset: str | None = attrs.field(default=None, converter=_opt_str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
@@ -272,7 +274,7 @@ class RetrainConfig:
     checkpoint_every: int = attrs.field(default=50, converter=int, validator=_positive)
     seed: int = attrs.field(default=0, converter=int)
     amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
-    parallel: str = attrs.field(default="data", validator=_one_of("data", "single"))
+    parallel: str = attrs.field(default="data", validator=_one_of("data", "sync", "single"))
 
 
 @attrs.frozen

@@ -11,7 +11,10 @@ cycle, each on its own batch) followed by one optimizer step. Two ways to share 
   are kept equal too: :class:`BatchNormReplay` gathers every pass's batch statistics and replays
   the running-average updates on every rank in pass order.
 * ``"data"``: every rank runs every pass on its slice of the batch (:func:`data_shards` ranks take
-  part: the largest divisor of the batch size not above ``R``; the others idle).
+  part: the largest divisor of the batch size not above ``R``; the others idle). BatchNorm normalises
+  each slice by its own statistics, as per-GPU BatchNorm does in detection training.
+* ``"sync"``: ``"data"`` with BatchNorm over the whole batch (:mod:`autopanoptic.engine.syncbn`):
+  for small batches, where a slice of one or two images would change what BatchNorm sees.
 
 Every pass is seeded by :func:`pass_seed` (``seed``, ``step``, pass), so the random choices inside a
 network (e.g. the RPN's anchor sampling) do not depend on which rank runs the pass: the result is
@@ -32,7 +35,7 @@ from autopanoptic.engine.distributed import World
 
 __all__ = ["MODES", "BatchNormReplay", "data_shards", "my_passes", "pass_seed", "sum_over_ranks"]
 
-MODES = ("cycle", "data")
+MODES = ("cycle", "data", "sync")
 """The ways :func:`autopanoptic.engine.train.train` splits a step over ranks."""
 
 

@@ -396,6 +396,7 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
                     fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
                     device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
                     resize=_resize(cfg), loader_workers=cfg.data.loader_workers, log=log.write,
+                    parallel="sync" if cfg.retrain.parallel == "sync" else "data",
                 )
     if alone:  # the other workers waited; they take rank 0's result from its checkpoint
         distributed.barrier()

@@ -191,8 +191,9 @@ def train(
         stop_after: stop (with a checkpoint) after this many steps in total, e.g. to split a run.
         log: called on rank 0 after every step with ``{"kind": "step", "stage": desc, "step", "lr",
             loss terms, "loss", "images_per_s"}`` (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
-        parallel: in a process group, ``"cycle"`` (deal the step's passes to the ranks) or ``"data"``
-            (slice every batch over the ranks); see :mod:`autopanoptic.engine.parallel`.
+        parallel: in a process group, ``"cycle"`` (deal the step's passes to the ranks), ``"data"``
+            (slice every batch over the ranks) or ``"sync"`` (``"data"`` with BatchNorm statistics over
+            the whole batch); see :mod:`autopanoptic.engine.parallel`.
         resize: a :class:`~autopanoptic.engine.resize.Resize` for the training images (batch ``k``
             at shorter side ``resize.for_batch(k, cfg.seed)``), or None.
         loader_workers: DataLoader processes preparing the batches ahead, in the same order
@@ -296,7 +297,15 @@ def train(
                            workers=loader_workers, device=device, resize=resize)
     model.train()
     replay = par.BatchNormReplay(model) if cycle_mode else contextlib.nullcontext()
-    with UsageCounter(model) as usage, replay:
+    synced = contextlib.nullcontext()
+    if world.active and parallel == "sync" and shards > 1:
+        import torch.distributed as dist
+
+        from autopanoptic.engine.syncbn import synced_batchnorm
+
+        group = dist.new_group(list(range(shards))) if shards < world.size else None  # every rank calls it
+        synced = synced_batchnorm(model, group)
+    with UsageCounter(model) as usage, replay, synced:
         while step < end:
             started = time.perf_counter()
             lr = lr_at(
