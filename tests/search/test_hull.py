@@ -123,3 +123,57 @@ def test_bad_tables_are_clear_errors():
         convex_front([[float("nan")]], [[1.0]])
     with pytest.raises(ValueError, match="allowed: layer 0"):
         convex_front([[1.0, 2.0]], [[1.0, 2.0]], allowed=[[]])
+
+
+# ---- the policies' fronts ----------------------------------------------------------------------
+
+from autopanoptic.search import GuidedSearch, PathPriority, run  # noqa: E402
+from autopanoptic.search.spaces import auto_panoptic  # noqa: E402
+from autopanoptic.search.toy import Landscape  # noqa: E402
+
+SPACE = auto_panoptic((1, 1, 1, 1))  # 21 layers
+
+
+def _costs(seed):
+    import numpy as np
+
+    gen = np.random.default_rng(seed)
+    return [list(gen.uniform(0.1, 2.0, n)) for n in SPACE.n_choices]
+
+
+@pytest.mark.parametrize("policy", [PathPriority(cycles=2), GuidedSearch(budget=24)], ids=["path-priority", "guided"])
+def test_a_policy_front_runs_from_its_own_bet_to_the_cheapest_architecture(policy):
+    land = Landscape.random(SPACE, seed=1)
+    costs = _costs(2)
+    assert policy.front(policy.init(SPACE, seed=0), costs) == ()  # nothing told yet
+    state = run(policy, SPACE, land, seed=0, progress=False).state
+    front = policy.front(state, costs)
+    if isinstance(policy, PathPriority):
+        scores = state.board.scores
+        assert front[0] == policy.best(state) or state.board.total(front[0]) == state.board.total(policy.best(state))
+    else:
+        model = policy.model(state)
+        scores = [list(model.mean[o : o + n]) for o, n in zip(model.offsets, model.n_choices)]
+        assert front[0] == model.composite()
+    assert front == tuple(p.arch for p in convex_front(scores, costs))
+    assert front[-1] == tuple(min(range(len(r)), key=r.__getitem__) for r in costs)
+    assert len(front) > 2 and len(policy.front(state, costs, k=3)) == 3
+    cost = [sum(costs[i][c] for i, c in enumerate(a)) for a in front]
+    assert cost == sorted(cost, reverse=True)
+
+
+@pytest.mark.parametrize("policy", [PathPriority(cycles=2), GuidedSearch(budget=24)], ids=["path-priority", "guided"])
+def test_a_policy_front_keeps_within_the_policy_constraint(policy):
+    import attrs
+
+    costs = _costs(3)
+    state = run(policy, SPACE, Landscape.random(SPACE, seed=4), seed=0, progress=False).state
+    free = policy.front(state, costs)
+    limit = sorted(sum(costs[i][c] for i, c in enumerate(a)) for a in free)[len(free) // 2]
+
+    def within(a):
+        return sum(costs[i][c] for i, c in enumerate(a)) <= limit
+
+    front = attrs.evolve(policy, constraint=within).front(state, costs)
+    assert front and all(within(a) for a in front)
+    assert front == tuple(a for a in free if within(a)) and len(front) < len(free)
