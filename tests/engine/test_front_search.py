@@ -69,6 +69,11 @@ def test_path_priority_measures_its_front_and_the_pareto_set_reaches_the_cheap_e
     assert macs[0] <= rec["chosen"]["macs"]
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("proposed") == "front" for r in logged if r["kind"] == "candidate") == len(proposed)
+    from autopanoptic.engine.report import write_report
+    from autopanoptic.engine.runs import RunDir
+
+    assert f"{len(proposed)} of the candidates proposed along the search's score / cost front" in \
+        write_report(RunDir(run)).read_text()
 
     # a rerun measures nothing again, and one interrupted after two front composites measures the rest
     journal = run / "search" / "journal-loss-front.jsonl"
@@ -98,6 +103,8 @@ def test_guided_search_measures_its_front_against_a_latency_table(trained, tmp_p
     path = table.save(tmp_path / "lat.json")
     base = ["--set", f"search.latency_table={path}", "--set", "search.objectives=[fitness, latency]",
             "--set", "search.policy=guided", "--set", "search.evaluations=6"]
+    plan = cli("search", "--out", str(run), "--dry-run", *TINY, *base)
+    assert "plus up to 8 composites along the guided front against latency" in plan.output, plan.output
     rec = search(run, *base)
     proposed = [x for x in rec["candidates"] if x.get("proposed") == "front"]
     assert 2 <= len(proposed) <= 8
