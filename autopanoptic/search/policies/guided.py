@@ -400,13 +400,14 @@ class GuidedSearch:
         :meth:`best` these are the model's bets, measured or not. Empty before any evaluation.
 
         >>> from autopanoptic.search.spaces import nas_bench_macro
-        >>> policy = GuidedSearch(budget=6)
+        >>> policy, costs = GuidedSearch(budget=6), [[0.0, 1.0, 2.0]] * 8
         >>> state = policy.init(nas_bench_macro(), seed=0)
+        >>> policy.front(state, costs)              # nothing measured yet
+        ()
         >>> archs, state = policy.ask(state)
-        >>> state = policy.tell(state, archs, [float(sum(a)) for a in archs])
-        >>> front = policy.front(state, [[0.0, 1.0, 2.0]] * 8)
-        >>> front[0] == policy.model(state).composite(), front[-1]
-        (True, (0, 0, 0, 0, 0, 0, 0, 0))
+        >>> front = policy.front(policy.tell(state, archs, [float(sum(a)) for a in archs]), costs, k=2)
+        >>> len(front), front[-1]
+        (2, (0, 0, 0, 0, 0, 0, 0, 0))
         """
         model = self.model(state)
         if model is None:
