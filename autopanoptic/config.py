@@ -227,7 +227,9 @@ class SearchConfig:
     ``max_latency_ms`` (predicted by the table ``latency_table`` of ``autopanoptic latency build``);
     every policy only proposes and counts architectures within them. ``objectives``: ``fitness``
     followed by any of ``latency``, ``macs``, ``params``: the search also writes the Pareto set of
-    the candidates it evaluated (``search/pareto.json``; docs/latency.md)."""
+    the candidates it evaluated (``search/pareto.json``; docs/latency.md). With path-priority or
+    guided search the search then also measures up to ``front_points`` composites along its additive
+    model's front against the first cost (0: none)."""
 
     policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
     fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss"))
@@ -244,6 +246,7 @@ class SearchConfig:
     max_latency_ms: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
     latency_table: str | None = attrs.field(default=None, converter=_opt_str)
     objectives: tuple[str, ...] = attrs.field(default=("fitness",), converter=_objectives, validator=_objectives_valid)
+    front_points: int = attrs.field(default=8, converter=int, validator=_non_negative)
     seed: int = attrs.field(default=0, converter=int)
 
 

@@ -252,6 +252,22 @@ def _cost_counter(cfg: Config, model):
     return counter
 
 
+def _op_costs(cfg: Config, model, latency):
+    """Per (layer, choice) costs of the full space in the first cost objective (``None`` with
+    fitness alone): the latency table's corrected milliseconds (``scale * layer_ms``: the prediction
+    is ``fixed_ms`` plus their sum), or the supernet's cost table's MACs or parameters, the very
+    counts of ``search/pareto.json`` (both models are exactly additive over the layers)."""
+    costs = cfg.search.objectives[1:]
+    if not costs:
+        return None
+    if costs[0] == "latency":
+        return [latency.scale * row for row in latency.layer_ms]
+    from autopanoptic.nn.counting import cost_table_for
+
+    table = cost_table_for(model, cfg.search.cost_image_size)
+    return table.layer_macs if costs[0] == "macs" else table.layer_params
+
+
 def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu", progress: bool = True):
     """Search the trained supernet; writes ``search/journal.jsonl``, ``search/scoreboard.json``,
     ``search/candidates.json``, ``arch.json`` and, with several ``search.objectives``,
@@ -271,8 +287,8 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
             # one journal per fitness kind: a resumed search never mixes PQ and loss fitnesses
             journal=run.path("search", "journal.jsonl" if cfg.search.fitness == "pq" else f"journal-{cfg.search.fitness}.jsonl"),
             candidates_json=run.path("search", "candidates.json"),
-            count=_cost_counter(cfg, model), latency=latency, progress=progress, log=log.write, resize=_resize(cfg), amp=cfg.eval.amp,
-            loader_workers=cfg.data.loader_workers,
+            count=_cost_counter(cfg, model), latency=latency, op_costs=_op_costs(cfg, model, latency), progress=progress,
+            log=log.write, resize=_resize(cfg), amp=cfg.eval.amp, loader_workers=cfg.data.loader_workers,
         )
     board = outcome.scoreboard
     atomic_write_json(run.path("search", "scoreboard.json"), {
@@ -285,7 +301,7 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
 
         atomic_write_json(run.path("search", "pareto.json"), pareto_record(
             outcome.history, cfg.search.objectives, count=_cost_counter(cfg, model), latency=latency,
-            chosen=outcome.best, chosen_fitness=outcome.chosen_fitness))
+            chosen=outcome.best, chosen_fitness=outcome.chosen_fitness, front=outcome.front))
     params, macs = _cost_counter(cfg, model)(outcome.best)
     save_arch(model.search_space, outcome.best, run.path("arch.json"), fitness=outcome.chosen_fitness,
               evaluated_during_search=outcome.best_fitness is not None,

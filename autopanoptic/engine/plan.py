@@ -81,6 +81,8 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
             budget += f"; predicted latency <= {s.max_latency_ms} ms"
         if len(s.objectives) > 1:
             budget += f"; Pareto set of {', '.join(s.objectives)} in search/pareto.json"
+            if s.front_points and s.policy in ("path-priority", "guided"):
+                budget += f", plus up to {s.front_points} composites along the {s.policy} front against {s.objectives[1]}"
         lines.append(f"search: {s.policy}, {what}, each on {len(splits.val)} validation images after BN "
                      f"recalibration on {s.calib_batches} x {s.calib_batch_size} images{budget}")
     rt = cfg.retrain

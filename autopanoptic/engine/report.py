@@ -172,6 +172,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _front_note(pareto: dict[str, Any]) -> str:
+    n = sum(c.get("proposed") == "front" for c in pareto["candidates"])
+    return f"; {n} of the candidates proposed along the search's score / cost front after it" if n else ""
+
+
 def write_report(run: RunDir, cfg: Any = None) -> Path:
     """Write ``<run>/report.md`` (and its plots) from the run folder's files; returns its path."""
     root = run.root
@@ -240,7 +245,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         costs = pareto["objectives"][1:]
         lines += ["## Pareto front\n",
                   f"The {len(pareto['front'])} of {len(pareto['candidates'])} evaluated candidates that no other one beats "
-                  f"in fitness and {', '.join(costs)} (`search/pareto.json`); retrain point K with "
+                  f"in fitness and {', '.join(costs)} (`search/pareto.json`{_front_note(pareto)}); retrain point K with "
                   "`autopanoptic retrain --pick K`:\n", f"![front]({p.relative_to(root)})\n",
                   "| K | fitness | " + " | ".join(_COST_LABELS[c][0] for c in costs) + " |",
                   "|---|---|" + "---|" * len(costs)]

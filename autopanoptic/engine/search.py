@@ -15,6 +15,13 @@ Under ``torchrun`` the candidates of each batch the policy proposes are dealt ro
 ranks and their fitnesses gathered (every rank runs the same deterministic policy, so all agree on
 every proposal); rank 0 alone writes the journal. The other ranks replay a private copy of it, so a
 resumed distributed search skips the same evaluations on every rank. See docs/distributed.md.
+
+With several ``search.objectives`` and a policy with an additive model (path-priority, guided), the
+search then measures the composites along that model's front against the first cost
+(``policy.front``: up to ``search.front_points`` of them, from the policy's bet down to the cheapest
+architecture), so that the Pareto set covers the whole trade-off, not only the region the policy
+converged to. They are evaluated like the candidates (dealt to the ranks, logged) and journaled in a
+journal of their own beside the search's (``journal-front.jsonl``), so a rerun measures none twice.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from autopanoptic.errors import ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search.space import Arch
 
-__all__ = ["CostBudget", "SearchOutcome", "budget_for", "pareto_record", "calibration_batches", "make_policy", "path_fitness", "path_loss",
+__all__ = ["CostBudget", "SearchOutcome", "budget_for", "front_journal", "pareto_record", "calibration_batches", "make_policy", "path_fitness", "path_loss",
            "search_supernet"]
 
 
@@ -115,9 +122,12 @@ def make_policy(cfg: SearchConfig, constraint=None):
 
 
 def pareto_record(history: Sequence[tuple[Arch, float]], objectives: Sequence[str], *, count=None, latency=None,
-                  chosen: Arch | None = None, chosen_fitness: float | None = None) -> dict[str, Any]:
+                  chosen: Arch | None = None, chosen_fitness: float | None = None,
+                  front: Sequence[tuple[Arch, float]] = ()) -> dict[str, Any]:
     """The content of ``search/pareto.json``: every evaluated candidate's objectives (``fitness``,
-    then any of ``latency`` in ms by ``latency(arch)``, ``macs`` / ``params`` by ``count(arch)``),
+    then any of ``latency`` in ms by ``latency(arch)``, ``macs`` / ``params`` by ``count(arch)``):
+    the search's ``history``, then the composites of the policy's front (``front``) it does not hold,
+    marked ``"proposed": "front"``,
     ``front``: the indices of the Pareto set of the candidates, numbered from 1 in that order
     (:func:`autopanoptic.search.pareto.front_order`: cheapest first in the first cost), and the chosen
     architecture with its point number on the front (``null`` if it is not on it).
@@ -142,6 +152,11 @@ def pareto_record(history: Sequence[tuple[Arch, float]], objectives: Sequence[st
         return out
 
     cands = [values(a, f) for a, f in history]
+    seen = {tuple(a) for a, _ in history}
+    for a, f in front:
+        if tuple(a) not in seen:
+            seen.add(tuple(a))
+            cands.append({**values(a, f), "proposed": "front"})
     senses = ("max",) + ("min",) * (len(objectives) - 1)
     front = front_order([tuple(c[o] for o in objectives) for c in cands], senses) if cands else []
     rec: dict[str, Any] = {"objectives": list(objectives), "senses": list(senses), "candidates": cands, "front": front}
@@ -223,6 +238,7 @@ class SearchOutcome:
     top_k: tuple[Arch, ...]
     seconds: float
     chosen_fitness: float | None = None  # fitness of ``best``, evaluated after the search if it never was
+    front: tuple[tuple[Arch, float], ...] = ()  # the policy's front composites (full space), measured
 
 
 def search_supernet(
@@ -238,6 +254,7 @@ def search_supernet(
     candidates_json: str | Path | None = None,
     count=None,
     latency=None,
+    op_costs=None,
     progress: bool = True,
     log=None,
     resize: Any = None,
@@ -247,7 +264,9 @@ def search_supernet(
     """Search the supernet with ``cfg.policy``; see the module docstring.
 
     ``count(full_arch) -> (params, macs)`` is needed only when ``cfg`` sets a parameter or MAC budget,
-    ``latency(full_arch) -> ms`` only for ``search.max_latency_ms``. ``log``, if
+    ``latency(full_arch) -> ms`` only for ``search.max_latency_ms``. ``op_costs`` (one number per
+    layer and choice of the full space: the first cost objective's, e.g. a latency table's ms) makes
+    a policy with a ``front`` measure its front composites too (``search.front_points``). ``log``, if
     given, is called on rank 0 with ``{"kind": "candidate", "stage": "search", "n", "arch",
     "fitness", "seconds"}`` after each evaluation (e.g. :meth:`autopanoptic.engine.logs.RunLog.write`).
     ``resize`` and ``amp`` apply to the calibration batches and the evaluations, ``loader_workers`` to
@@ -278,12 +297,12 @@ def search_supernet(
                 out.update(part)
         return [out[k] for k in range(len(archs))]
 
-    def fitness(archs: list[Arch]) -> list[float]:
+    def fitness(archs: list[Arch], **mark: Any) -> list[float]:
         measured = measure(archs)
         for a, (f, seconds) in zip(archs, measured):
             if log is not None and world.is_main:
                 log({"kind": "candidate", "stage": "search", "n": evaluated[0],
-                     "arch": list(restriction.to_full(a)), "fitness": f, "seconds": seconds})
+                     "arch": list(restriction.to_full(a)), "fitness": f, "seconds": seconds, **mark})
             evaluated[0] += 1
         return [f for f, _ in measured]
 
@@ -303,7 +322,18 @@ def search_supernet(
         atomic_write_json(candidates_json, [{"index": i, "arch": list(a), "fitness": f} for i, (a, f) in enumerate(history)])
     if result.best is None:
         raise ConfigError("the search evaluated no architecture; raise search.cycles or search.evaluations")
+    front: tuple[tuple[Arch, float], ...] = ()
+    if op_costs is not None and cfg.front_points > 0 and hasattr(policy, "front"):
+        from autopanoptic.search.run import evaluate_listed
+
+        sub_costs = [[float(row[m]) for m in maps] for row, maps in zip(op_costs, restriction.index_maps)]
+        proposed = policy.front(result.state, sub_costs, cfg.front_points)
+        with _rank_journal(front_journal(journal), world) as my_front:
+            front = evaluate_listed(policy, restriction.sub, proposed, functools.partial(fitness, proposed="front"),
+                                    seed=cfg.seed, known=result.history, journal=my_front)
     chosen = result.best_fitness
+    if chosen is None:
+        chosen = dict(front).get(result.best)
     if chosen is None:  # e.g. path-priority's composite: measure it the same way, for the record
         chosen = measure([result.best])[0][0]
     return SearchOutcome(
@@ -314,7 +344,21 @@ def search_supernet(
         top_k=tuple(restriction.to_full(a) for a in top),
         seconds=time.perf_counter() - started,
         chosen_fitness=chosen,
+        front=tuple((restriction.to_full(a), f) for a, f in front),
     )
+
+
+def front_journal(journal: str | Path | None) -> Path | None:
+    """The journal of the front composites beside the search's ``journal`` (``journal.jsonl`` ->
+    ``journal-front.jsonl``; ``None`` without one).
+
+    >>> front_journal("run/search/journal.jsonl").name
+    'journal-front.jsonl'
+    """
+    if journal is None:
+        return None
+    j = Path(journal)
+    return j.with_name(f"{j.stem}-front{j.suffix}")
 
 
 def _journaled(journal: str | Path | None) -> int:

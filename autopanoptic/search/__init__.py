@@ -11,7 +11,7 @@ Never imports torch or :mod:`autopanoptic.nn`; NAS code for any task can use it.
 """
 
 from autopanoptic.search.space import Arch, Layer, SearchSpace, load_arch, save_arch
-from autopanoptic.search import pareto, spaces, stats
+from autopanoptic.search import hull, pareto, spaces, stats
 from autopanoptic.search.fair import ConstraintError, as_generator, derive_rng, strict_fair_cycle
 from autopanoptic.search.scoreboard import FitnessError, Scoreboard, rank_scores, ranks
 from autopanoptic.search.policies import (
@@ -55,6 +55,7 @@ __all__ = [
     "read_journal",
     "run",
     "save_arch",
+    "hull",
     "pareto",
     "spaces",
     "stats",

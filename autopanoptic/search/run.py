@@ -49,8 +49,8 @@ from autopanoptic.search.objective import fitnesses_of
 from autopanoptic.search.policies.base import Policy, check_seed
 from autopanoptic.search.space import Arch, SearchSpace
 
-__all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "journal_header", "read_journal", "run", "seal_line",
-           "verify_line"]
+__all__ = ["JOURNAL_FORMAT", "JOURNAL_VERSION", "SearchResult", "evaluate_listed", "journal_header", "read_journal", "run",
+           "seal_line", "verify_line"]
 
 JOURNAL_FORMAT = "autopanoptic-search-journal"
 JOURNAL_VERSION = 2
@@ -309,3 +309,45 @@ def run(
         n_evaluations=len(history),
         state=state,
     )
+
+
+def evaluate_listed(
+    policy: Policy,
+    space: SearchSpace,
+    archs: Sequence[Arch],
+    evaluate: Evaluate,
+    *,
+    seed: int,
+    known: Sequence[tuple[Arch, float]] = (),
+    journal: str | os.PathLike[str] | None = None,
+) -> tuple[tuple[Arch, float], ...]:
+    """``(arch, fitness)`` of each of ``archs`` after a search (e.g. ``policy.front(state, costs)``):
+    taken from ``known`` (the search's history) or from ``journal``, the rest evaluated in one call
+    of ``evaluate`` and appended to ``journal`` (a journal of its own, same format and header as the
+    search's: ``policy``, ``space`` and ``seed`` must match). Lookups are by architecture, so a
+    rerun evaluates only what an interrupted one had not journaled.
+
+    >>> from autopanoptic.search.spaces import nas_bench_macro
+    >>> from autopanoptic.search.policies import RandomSearch
+    >>> evaluate_listed(RandomSearch(budget=1), nas_bench_macro(), [(0,) * 8, (1,) * 8],
+    ...                 lambda archs: [float(sum(a)) for a in archs], seed=0, known=[((0,) * 8, 5.0)])
+    (((0, 0, 0, 0, 0, 0, 0, 0), 5.0), ((1, 1, 1, 1, 1, 1, 1, 1), 8.0))
+    """
+    archs = [space.validate(a) for a in archs]
+    cache = dict(known)
+    writer: _Journal | None = None
+    if journal is not None:
+        replay = _open_journal(Path(journal), journal_header(policy, space, check_seed(seed)))
+        cache.update({a: f for a, f in replay if a not in cache})
+        writer = _Journal(Path(journal), len(replay))
+    try:
+        todo = list(dict.fromkeys(a for a in archs if a not in cache))
+        if todo:
+            for a, f in zip(todo, fitnesses_of(evaluate, todo, batch=True)):
+                cache[a] = f
+                if writer is not None:
+                    writer.append(a, f)
+    finally:
+        if writer is not None:
+            writer.close()
+    return tuple((a, cache[a]) for a in archs)

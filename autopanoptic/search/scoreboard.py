@@ -219,6 +219,7 @@ class Scoreboard:
     def from_json(cls, obj: Any) -> Scoreboard:
         """Inverse of :meth:`to_json`; raises ``ValueError`` on anything else.
 
+        >>> import json
         >>> b = Scoreboard.empty((3,)).add([(2,), (1,)], [1.0, 0.0])
         >>> Scoreboard.from_json(json.loads(json.dumps(b.to_json()))) == b
         True

@@ -37,6 +37,7 @@ MODULES = [
     "autopanoptic.search.policies.guided",
     "autopanoptic.search.stats",
     "autopanoptic.search.pareto",
+    "autopanoptic.search.hull",
 ]
 
 

@@ -40,7 +40,7 @@ from its journal exactly. Standard library, numpy and attrs only.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -48,6 +48,7 @@ import attrs
 import numpy as np
 
 from autopanoptic.search.fair import derive_rng, strict_fair_cycle
+from autopanoptic.search.hull import convex_front
 from autopanoptic.search.policies.base import (
     Constraint,
     callable_or_none,
@@ -389,6 +390,30 @@ class GuidedSearch:
         if not state.history:
             return None
         return fit_additive(state.space.n_choices, [a for a, _ in state.history], [f for _, f in state.history])
+
+    def front(self, state: GuidedSearchState, costs: Sequence[Sequence[float]], k: int | None = None) -> tuple[Arch, ...]:
+        """Composites along the additive model's front against an additive cost (``costs``: one
+        number per layer and choice of the policy's space): those that maximise ``predicted score -
+        lam * total cost`` (posterior mean weights) for some ``lam >= 0``, the model's composite
+        first (a tied cheaper choice preferred), cheapest last; violators of the constraint skipped;
+        at most ``k``, evenly spread (:func:`~autopanoptic.search.hull.convex_front`). Unlike
+        :meth:`best` these are the model's bets, measured or not. Empty before any evaluation.
+
+        >>> from autopanoptic.search.spaces import nas_bench_macro
+        >>> policy, costs = GuidedSearch(budget=6), [[0.0, 1.0, 2.0]] * 8
+        >>> state = policy.init(nas_bench_macro(), seed=0)
+        >>> policy.front(state, costs)              # nothing measured yet
+        ()
+        >>> archs, state = policy.ask(state)
+        >>> front = policy.front(policy.tell(state, archs, [float(sum(a)) for a in archs]), costs, k=2)
+        >>> len(front), front[-1]
+        (2, (0, 0, 0, 0, 0, 0, 0, 0))
+        """
+        model = self.model(state)
+        if model is None:
+            return ()
+        weights = [model.mean[o : o + n] for o, n in zip(model.offsets, model.n_choices)]
+        return tuple(p.arch for p in convex_front(weights, costs, k=k, constraint=self.constraint))
 
     def max_proposals(self, space: SearchSpace) -> int:
         """Upper bound on the number of architectures proposed."""

@@ -4,7 +4,8 @@
 length m; default m) architectures by strict-fair sampling (E / m fair cycles), gets their
 fitnesses, and adds the rank scores ``K - rank`` (``K = E - 1``) to a :class:`Scoreboard`.
 The chosen architecture takes the highest-scoring choice of each layer (ties: lower choice index);
-:meth:`PathPriority.top_k` gives the next-best composite alternatives.
+:meth:`PathPriority.top_k` gives the next-best composite alternatives, and :meth:`PathPriority.front`
+the composites along the scoreboard's score / cost front (given a cost per op).
 
 With a ``constraint``, a fair cycle containing any violating architecture is redrawn as a whole
 (so every batch stays strictly fair), at most ``max_tries`` times per cycle before a
@@ -25,13 +26,14 @@ are the highest-scoring composites that satisfy the constraint.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from autopanoptic.errors import ConfigError
 from autopanoptic.search.fair import ConstraintError, derive_rng, strict_fair_cycle
+from autopanoptic.search.hull import convex_front
 from autopanoptic.search.policies.base import (
     Constraint,
     callable_or_none,
@@ -149,6 +151,27 @@ class PathPriority:
             return state.board.top_k(k)
         ranked = itertools.islice(state.board.iter_ranked(), self.max_tries * max(k, 1))
         return tuple(itertools.islice((a for a in ranked if self.constraint(a)), k))
+
+    def front(self, state: PathPriorityState, costs: Sequence[Sequence[float]], k: int | None = None) -> tuple[Arch, ...]:
+        """Composites along the scoreboard's front against an additive cost (``costs``: one number
+        per layer and choice of the policy's space, e.g. a latency table's milliseconds): those that
+        maximise ``total score - lam * total cost`` for some ``lam >= 0``, highest score first (the
+        top composite, with a tied cheaper choice preferred), cheapest last; violators of the
+        constraint skipped; at most ``k``, evenly spread (:func:`~autopanoptic.search.hull.convex_front`).
+        Empty before the first round.
+
+        >>> from autopanoptic.search.spaces import nas_bench_macro
+        >>> policy = PathPriority(cycles=1)
+        >>> state = policy.init(nas_bench_macro(), seed=0)
+        >>> archs, state = policy.ask(state)
+        >>> state = policy.tell(state, archs, [float(sum(a)) for a in archs])
+        >>> front = policy.front(state, [[0.0, 1.0, 2.0]] * 8)
+        >>> front[0] == policy.best(state), front[-1]
+        (True, (0, 0, 0, 0, 0, 0, 0, 0))
+        """
+        if state.cycle == 0:
+            return ()
+        return tuple(p.arch for p in convex_front(state.board.scores, costs, k=k, constraint=self.constraint))
 
     def best(self, state: PathPriorityState) -> Arch | None:
         """The highest-scoring composite satisfying the constraint (``None`` before the first round).
