@@ -72,11 +72,11 @@ class _SyncBN(torch.autograd.Function):
     def forward(ctx, x, weight, bias, mean, var, eps, group):  # noqa: D401  (autograd protocol)
         ctx.group = group
         shape = (1, -1, *[1] * (x.dim() - 2))
-        invstd = torch.rsqrt(var + eps)
-        x_hat = (x.double() - mean.view(shape)) * invstd.view(shape)
-        y = x_hat if weight is None else x_hat * weight.double().view(shape) + bias.double().view(shape)
+        invstd = torch.rsqrt(var + eps).to(x.dtype)  # statistics in float64, the elementwise work in x's dtype
+        x_hat = (x - mean.to(x.dtype).view(shape)) * invstd.view(shape)
+        y = x_hat if weight is None else x_hat * weight.to(x.dtype).view(shape) + bias.to(x.dtype).view(shape)
         ctx.save_for_backward(x_hat, invstd, weight)
-        return y.to(x.dtype)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -85,19 +85,19 @@ class _SyncBN(torch.autograd.Function):
         x_hat, invstd, weight = ctx.saved_tensors
         shape = (1, -1, *[1] * (x_hat.dim() - 2))
         dims = [0, *range(2, x_hat.dim())]
-        g = dy.double()
-        sums = torch.cat([g.sum(dims), (g * x_hat).sum(dims)])
+        g = dy.to(x_hat.dtype)
+        local_dy, local_dy_xhat = g.sum(dims), (g * x_hat).sum(dims)
         n_local = torch.tensor([x_hat.numel() / x_hat.shape[1]], dtype=torch.float64, device=dy.device)
-        both = torch.cat([sums, n_local])
+        both = torch.cat([local_dy.double(), local_dy_xhat.double(), n_local])
         dist.all_reduce(both, group=ctx.group)
         c = x_hat.shape[1]
         sum_dy, sum_dy_xhat, n = both[:c], both[c : 2 * c], float(both[-1])
-        scale = invstd if weight is None else invstd * weight.double()
-        dx = scale.view(shape) * (g - (sum_dy / n).view(shape) - x_hat * (sum_dy_xhat / n).view(shape))
+        scale = invstd if weight is None else invstd * weight.to(invstd.dtype)
+        mean_dy, mean_dy_xhat = (sum_dy / n).to(g.dtype), (sum_dy_xhat / n).to(g.dtype)
+        dx = scale.view(shape) * (g - mean_dy.view(shape) - x_hat * mean_dy_xhat.view(shape))
         dw = db = None
         if weight is not None:
-            dw = (g * x_hat).sum(dims).to(weight.dtype)
-            db = g.sum(dims).to(weight.dtype)
+            dw, db = local_dy_xhat.to(weight.dtype), local_dy.to(weight.dtype)
         return dx.to(dy.dtype), dw, db, None, None, None, None
 
 

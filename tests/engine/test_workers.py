@@ -137,17 +137,19 @@ def test_shares_of_a_step():
 
 def test_the_supernet_trained_by_two_workers_is_the_single_process_supernet(tmp_path):
     """Through the commands: the tiny supernet (BatchNorm, the RPN's random sampling), one step, and a
-    retraining with ``retrain.parallel: single`` (rank 0 retrains, the other waits).
+    retraining with ``retrain.parallel: single`` (the tiny preset's: rank 0 retrains, the other waits).
     (Over more supernet steps the two float orders drift apart as any two would: the detector's
     discrete choices -- top-k proposals, NMS, RoI sampling -- turn rounding differences into
     different choices.)"""
+    from autopanoptic.config import load_config
     from autopanoptic.nn.supernet import make_config
     from autopanoptic.search import save_arch
 
     exe = Path(sys.executable).parent / "autopanoptic"
     sets = ["--set", "data.synthetic_images=8", "--set", "data.synthetic_size=32", "--set", "train.steps=1",
             "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]", "--set", "retrain.steps=2",
-            "--set", "retrain.init_from_supernet=false", "--set", "retrain.parallel=single"]
+            "--set", "retrain.init_from_supernet=false"]
+    assert load_config("tiny").retrain.parallel == "single"
     space = make_config("tiny", 2, 2).search_space()
     arch_file = save_arch(space, tuple(0 for _ in space.layers), tmp_path / "arch.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
