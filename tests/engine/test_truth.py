@@ -167,12 +167,15 @@ def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_
               "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]"]
     run = lambda *a: CliRunner().invoke(main, [*a], catch_exceptions=False)  # noqa: E731
     assert run("train-supernet", *common).exit_code == 0
-    assert run("search", *common, "--set", "search.fitness=loss").exit_code == 0
+    res = run("search", *common, "--set", "search.fitness=loss")
+    assert res.exit_code == 0
+    loss = float(res.output.split("validation loss on the search validation split: ")[1].split()[0])
     assert (out / "search" / "journal-loss.jsonl").is_file() and not (out / "search" / "journal.jsonl").exists()
     cands = json.loads((out / "search" / "candidates.json").read_text())
     assert all(c["fitness"] < 0 for c in cands)  # minus a loss
     arch = json.loads((out / "arch.json").read_text())
     assert arch["fitness"] == max(c["fitness"] for c in cands)  # the lowest loss is chosen
+    assert loss == pytest.approx(-arch["fitness"], abs=5e-4)  # printed as the loss, not as a PQ
     assert run("search", *common).exit_code == 0  # the PQ search has its own journal
     assert (out / "search" / "journal.jsonl").is_file()
 
