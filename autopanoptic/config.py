@@ -224,7 +224,9 @@ class SearchConfig:
     docs/benchmarks/ranking.md).
 
     Budgets (``null`` = none): ``max_params``, ``max_macs`` (counted at ``cost_image_size``) and
-    ``max_latency_ms`` (predicted by the table ``latency_table`` of ``autopanoptic latency build``);
+    ``max_latency_ms`` (predicted by the table ``latency_table`` of ``autopanoptic latency build``,
+    times ``1 + latency_margin``: set the margin to the worst under-prediction ``autopanoptic latency
+    check`` reports so that measured latency stays within the budget too);
     every policy only proposes and counts architectures within them. ``objectives``: ``fitness``
     followed by any of ``latency``, ``macs``, ``params``: the search also writes the Pareto set of
     the candidates it evaluated (``search/pareto.json``; docs/latency.md). With path-priority or
@@ -245,6 +247,7 @@ class SearchConfig:
     cost_image_size: int = attrs.field(default=64, converter=int, validator=_positive)
     max_latency_ms: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
     latency_table: str | None = attrs.field(default=None, converter=_opt_str)
+    latency_margin: float = attrs.field(default=0.0, converter=float, validator=_non_negative)
     objectives: tuple[str, ...] = attrs.field(default=("fitness",), converter=_objectives, validator=_objectives_valid)
     front_points: int = attrs.field(default=8, converter=int, validator=_non_negative)
     seed: int = attrs.field(default=0, converter=int)

@@ -63,6 +63,7 @@ class CostBudget:
     max_macs: float | None = None
     latency: Any = attrs.field(default=None, eq=False, repr=False)
     max_latency_ms: float | None = None
+    latency_margin: float = 0.0
 
     @property
     def name(self) -> str:
@@ -70,11 +71,12 @@ class CostBudget:
         name = f"budget(params<={self.max_params}, macs<={self.max_macs})"
         if self.max_latency_ms is None:  # as before latency budgets existed: older journals still resume
             return name
-        return f"{name[:-1]}, latency<={self.max_latency_ms} ms)"
+        margin = f" x {1 + self.latency_margin:g}" if self.latency_margin else ""  # as before margins existed
+        return f"{name[:-1]}, latency{margin}<={self.max_latency_ms} ms)"
 
     def __call__(self, arch: Arch) -> bool:
         full = self.to_full(arch)
-        if self.max_latency_ms is not None and self.latency(full) > self.max_latency_ms:
+        if self.max_latency_ms is not None and self.latency(full) * (1 + self.latency_margin) > self.max_latency_ms:
             return False
         if self.max_params is None and self.max_macs is None:
             return True
@@ -92,7 +94,7 @@ def budget_for(cfg: SearchConfig, to_full, count=None, latency=None) -> CostBudg
     if cfg.max_latency_ms is not None and latency is None:
         raise ConfigError("search.max_latency_ms needs a latency table (search.latency_table)")
     return CostBudget(None if count is None else functools.lru_cache(maxsize=None)(count), to_full, cfg.max_params,
-                      cfg.max_macs, latency, cfg.max_latency_ms)
+                      cfg.max_macs, latency, cfg.max_latency_ms, cfg.latency_margin)
 
 
 def make_policy(cfg: SearchConfig, constraint=None):

@@ -530,6 +530,13 @@ class LatencyCheck:
         return float(max(self.relative_errors))
 
     @property
+    def worst_under(self) -> float:
+        """The largest ``measured / predicted - 1`` (0 if the table never under-predicts): the
+        ``search.latency_margin`` that keeps every one of these networks' measured latency within a
+        budget that its prediction meets."""
+        return float(max(0.0, *(m / p - 1 for p, m in zip(self.predicted_ms, self.measured_ms))))
+
+    @property
     def bias(self) -> float:
         """Median of ``(predicted - measured) / measured`` (positive: the table over-predicts)."""
         return float(np.median([(p - m) / m for p, m in zip(self.predicted_ms, self.measured_ms)]))
@@ -537,7 +544,8 @@ class LatencyCheck:
     def summary(self) -> str:
         """One line: networks, median and worst relative error, bias."""
         return (f"{len(self.archs)} networks: median relative error {100 * self.median_error:.1f}%, worst "
-                f"{100 * self.worst_error:.1f}%, bias {100 * self.bias:+.1f}%")
+                f"{100 * self.worst_error:.1f}%, bias {100 * self.bias:+.1f}%; worst under-prediction "
+                f"{100 * self.worst_under:.1f}% (search.latency_margin={self.worst_under:.3f} keeps them within a budget)")
 
 
 def check_latency(

@@ -79,6 +79,30 @@ def test_latency_and_cost_budgets_combine():
     assert not CostBudget(lambda a: (100, 1000), lambda a: a, latency=table.predict, max_latency_ms=ms - 0.01)(arch)
 
 
+def test_a_latency_margin_tightens_the_budget_by_its_fraction():
+    table = synthetic_table(SPACE)
+    arch = SPACE.sample(0)
+    ms = table.predict(arch)
+    at = lambda margin, budget: CostBudget(None, lambda a: a, latency=table.predict, max_latency_ms=budget,  # noqa: E731
+                                           latency_margin=margin)
+    assert at(0.0, ms)(arch) and not at(0.05, ms)(arch)
+    assert at(0.05, ms * 1.05 + 1e-9)(arch) and not at(0.05, ms * 1.05 - 1e-6)(arch)
+    assert at(0.05, ms).name.endswith(f"latency x 1.05<={ms} ms)")
+    assert at(0.0, ms).name.endswith(f", latency<={ms} ms)")  # as before margins: older journals resume
+    cfg = SearchConfig(max_latency_ms=ms, latency_margin=0.05)
+    assert not budget_for(cfg, lambda a: a, latency=table.predict)(arch)
+
+
+def test_the_check_names_the_margin_that_keeps_its_networks_within_a_budget():
+    from autopanoptic.nn.latency import LatencyCheck
+
+    res = LatencyCheck(((0,), (1,), (2,)), (10.0, 20.0, 30.0), (10.5, 19.0, 30.3))
+    assert res.worst_under == pytest.approx(0.05)
+    assert all(m <= p * (1 + res.worst_under) + 1e-12 for p, m in zip(res.predicted_ms, res.measured_ms))
+    assert "search.latency_margin=0.050" in res.summary()
+    assert LatencyCheck(((0,),), (10.0,), (9.0,)).worst_under == 0.0
+
+
 @pytest.mark.parametrize("override,message", [
     ("search.objectives=[latency, fitness]", "must start with fitness"),
     ("search.objectives=[fitness, speed]", "distinct names among latency, macs, params"),
