@@ -85,3 +85,17 @@ def test_seeds_needed_inverts_the_reliability_of_a_mean(monkeypatch):
         k2 = gt.seeds_needed(b, w, 0.8, spread=2.0)
         ratio = lambda k: np.sqrt(b * b + w * w / k) / (w / np.sqrt(k))  # noqa: E731
         assert ratio(k2) >= 2.0 - 1e-9 and (k2 == 1 or ratio(k2 - 1) < 2.0 - 1e-9)
+
+
+def test_a_table_grows_by_the_next_draws_of_its_stream(monkeypatch):
+    gt = load(BENCH / "ground_truth.py", monkeypatch)
+    _, archs = gt.draw_archs(5, 2026)
+    small = gt.header(3, 2, 2026)
+    small["architectures"] = [{"index": i, "arch": list(a), "runs": [{"seed": 0, "pq": 0.5}]}
+                              for i, a in enumerate(archs[:3])]
+    big = gt.grow(small, 5)
+    assert big["n_archs"] == 5 and [a["arch"] for a in big["architectures"]] == [list(a) for a in archs]
+    assert big["architectures"][:3] == small["architectures"] and big["architectures"][4]["runs"] == []
+    small["architectures"][1]["arch"] = list(archs[4])
+    with pytest.raises(SystemExit, match="not the first draws"):
+        gt.grow(small, 5)
