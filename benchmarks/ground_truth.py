@@ -344,7 +344,7 @@ def report(path: Path) -> str:
     elif rel.n_archs:
         L += ["The estimated variance between architectures is zero: no number of seeds separates them here.", ""]
     L += eval_size_section(gt, raw)
-    L += pilots_section(gt, sorted(path.parent.glob("pilot-*.json")))
+    L += pilots_section(gt, sorted(p for p in path.parent.glob("*.json") if p != path))
     if len(means):
         sp = spread_table(100 * means)
         L += ["## Distribution of the per-architecture means (all seeds finished)", "",
@@ -395,9 +395,14 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.search import stats
 
+    from autopanoptic.errors import DataError
+
     rows = []
     for p in pilots:
-        pilot = GroundTruth.load(p)
+        try:
+            pilot = GroundTruth.load(p)
+        except DataError:  # another kind of file (e.g. the searches' results)
+            continue
         raw = json.loads(p.read_text())
         keep = [i for i, rs in enumerate(pilot.runs) if len(rs) >= 2 and i < len(gt.archs)
                 and pilot.archs[i] == gt.archs[i] and len(gt.runs[i]) >= 2]
@@ -419,9 +424,10 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
                         f"{_f(float(np.median(secs)), 0)} |")
     if not rows:
         return []
-    return ["## Pilots: other recipes on the same architectures", "",
-            "Each pilot (`--steps`, `--image-size`, its own table `benchmarks/ground_truth/pilot-*.json`) trains the "
-            "table's first architectures with another recipe; beside it, this table's runs of the same architectures. "
+    return ["## Other recipes on the same architectures", "",
+            "Each other table in `benchmarks/ground_truth/` (`--steps`, `--image-size`: a pilot, or a table of "
+            "another recipe) trains the same draws of architectures with its recipe; beside it, this table's runs of "
+            "the architectures both have. "
             "With so few architectures the sd between architectures is rough; the sd between seeds (pooled over "
             "architectures) is the steadier figure.", "",
             "| recipe | architectures | seeds | mean PQ | sd between architectures (true) | sd between seeds | "

@@ -48,7 +48,7 @@ def test_the_ground_truth_page_reports_reliability_and_keeps_the_readings(tmp_pa
     assert "30 of 30 runs finished" in text and "## Per-op marginal effects" in text
     assert "## How reliability grows with the evaluation set" in text
     assert "| large set, first 400 images (data seed 8) | 59.0 |" in text
-    assert "## Pilots" not in text
+    assert "## Other recipes" not in text
     pilot = gt.header(4, 2, 2026, *gt.settings(4500))
     pilot["architectures"] = [{"index": i, "arch": list(a), "runs": [
         {"seed": s, "pq": 0.6 + 0.01 * i + 0.002 * s, "seconds": 300.0, "large": {"pq": 0.6 + 0.01 * i}}
