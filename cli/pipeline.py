@@ -122,6 +122,7 @@ def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, kwargs) -> 
         with distributed.main_first():
             pipeline.prepare_data(cfg, run, progress=progress)
         f(cfg, run, device, progress, **kwargs)
+        dist.barrier()  # every rank done before any tears the group down (a rank aborted once in teardown)
     finally:
         run.release()
         if dist.is_initialized():

@@ -73,6 +73,8 @@ def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callabl
         result = fn(*args)
         if rank == 0:
             Path(folder, "result.pkl").write_bytes(pickle.dumps(result))
+        if dist.is_initialized():  # nobody tears its group down while another rank is still in a collective
+            dist.barrier()
     except BaseException as e:
         text = str(e).strip()
         line = text.splitlines()[0] if text else type(e).__name__
