@@ -77,6 +77,15 @@ def sum_over_ranks(values: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def running_update(m: _BatchNorm, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """One running-statistics update of ``m`` by a batch's ``mean`` and unbiased ``var``, as
+    BatchNorm's own forward does it (``momentum``, or the cumulative average when it is None)."""
+    m.num_batches_tracked.add_(1)
+    f = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
+    m.running_mean.mul_(1 - f).add_(mean.to(m.running_mean.dtype), alpha=f)
+    m.running_var.mul_(1 - f).add_(var.to(m.running_var.dtype), alpha=f)
+
+
 class BatchNormReplay:
     """Keeps BatchNorm running statistics of a cycle-parallel step equal to one process's.
 
@@ -159,15 +168,14 @@ class BatchNormReplay:
         with torch.no_grad():
             for i, stats in by_layer.items():
                 m, (rm, rv, n) = self.layers[i], self._start[i]
-                m.num_batches_tracked.copy_(n + len(stats))
                 if m.momentum is None:  # cumulative average: one update after the other
                     m.running_mean.copy_(rm)
                     m.running_var.copy_(rv)
-                    for k, (mean, var) in enumerate(stats):
-                        f = 1.0 / (float(n) + k + 1)
-                        m.running_mean.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)
-                        m.running_var.mul_(1 - f).add_(var.to(rv.dtype), alpha=f)
+                    m.num_batches_tracked.copy_(n)
+                    for mean, var in stats:
+                        running_update(m, mean, var)
                     continue
+                m.num_batches_tracked.copy_(n + len(stats))
                 # k updates r <- (1 - f) r + f x_j, in order, at once: (1 - f)^k r + sum_j f (1 - f)^(k-1-j) x_j
                 f, k = float(m.momentum), len(stats)
                 w = f * (1 - f) ** torch.arange(k - 1, -1, -1, dtype=torch.float64, device=rm.device)

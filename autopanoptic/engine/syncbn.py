@@ -37,6 +37,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from autopanoptic.engine import distributed
+from autopanoptic.engine.parallel import running_update
 
 __all__ = ["synced_batchnorm"]
 
@@ -111,11 +112,7 @@ def _synced_forward(m: _BatchNorm, group: Any):
         mean, var, n = _global_stats(x, group)
         if m.track_running_stats:
             with torch.no_grad():
-                m.num_batches_tracked.add_(1)
-                f = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
-                unbiased = var * (n / max(n - 1.0, 1.0))
-                m.running_mean.mul_(1 - f).add_(mean.to(m.running_mean.dtype), alpha=f)
-                m.running_var.mul_(1 - f).add_(unbiased.to(m.running_var.dtype), alpha=f)
+                running_update(m, mean, var * (n / max(n - 1.0, 1.0)))  # unbiased variance
         return _SyncBN.apply(x, m.weight if m.affine else None, m.bias if m.affine else None, mean, var, m.eps,
                              group)
 
