@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,15 @@ def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callabl
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    # Done, and every rank is past the barrier: leave without the interpreter's teardown (what
+    # multiprocessing's fork workers do too). Finalising a process that ran gloo collectives can
+    # abort in a C++ destructor ("terminate called without an active exception", exit code -6; seen
+    # in 2 CI runs of tests/engine/test_workers.py, with no rank reporting an error), which would fail
+    # a run that succeeded.
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.device | str = "cpu",
