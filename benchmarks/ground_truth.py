@@ -393,8 +393,6 @@ def seeds_needed(sd_between: float, sd_within: float, reliability: float, spread
 def pilots_section(gt, pilots: list[Path]) -> list[str]:
     """Other recipes tried on the table's first architectures, beside the table on the same ones."""
     from autopanoptic.engine.truth import GroundTruth
-    from autopanoptic.search import stats
-
     from autopanoptic.errors import DataError
 
     rows = []
@@ -408,19 +406,18 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
                 and pilot.archs[i] == gt.archs[i] and len(gt.runs[i]) >= 2]
         if not keep:
             continue
+        big = raw.get("large_eval", {}).get("synthetic_images")
         for label, table, key in ((f"`{p.name}`: {raw['recipe']['steps']} steps, {raw['data']['synthetic_size']} px",
                                    pilot, "pq"),
-                                  (f"`{p.name}`, on the 1000-image set", pilot, "large.pq"),
+                                  (f"`{p.name}`, on the {big}-image set", pilot, "large.pq"),
                                   ("this table (same architectures)", gt, "pq")):
-            sub = [table.table(key)[i] for i in keep]
-            sub = [r for r in sub if len(r) >= 2]
-            if len(sub) < 2:
+            r = table.reliability(key, keep)
+            if r.n_archs < 2:
                 continue
-            icc, sb, sw = stats.mean_reliability(sub)
-            k = float(np.mean([len(r) for r in sub]))
-            secs = [r["seconds"] for i in keep for r in table.runs[i]]
-            rows.append(f"| {label} | {len(sub)} | {_f(k, 1)} | {_f(100 * float(np.mean([np.mean(r) for r in sub])))} | "
-                        f"{_f(100 * sb, 2)} | {_f(100 * sw, 2)} | {_f(icc, 2)} | "
+            secs = [run["seconds"] for i in keep for run in table.runs[i]]
+            mean = float(np.mean([np.mean(table.table(key)[i]) for i in keep if table.table(key)[i]]))
+            rows.append(f"| {label} | {r.n_archs} | {_f(r.seeds, 1)} | {_f(100 * mean)} | "
+                        f"{_f(100 * r.sd_between, 2)} | {_f(100 * r.sd_within, 2)} | {_f(r.icc, 2)} | "
                         f"{_f(float(np.median(secs)), 0)} |")
     if not rows:
         return []
@@ -436,7 +433,7 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
 
 def eval_size_section(gt, raw: dict) -> list[str]:
     """Reliability against the size of the evaluation set (runs scored on the large set only)."""
-    from autopanoptic.search import stats
+    from autopanoptic.engine.truth import Reliability
 
     big = raw.get("large_eval")
     have = [i for i, rs in enumerate(gt.runs) if sum("large" in r for r in rs) >= 2]
@@ -455,12 +452,12 @@ def eval_size_section(gt, raw: dict) -> list[str]:
          "| evaluation images | mean PQ | sd between architectures (true) | sd between seeds | ICC(1,k) | "
          "split-half |", "|---|---|---|---|---|---|"]
     for label, key in rows:
+        # the same runs on every row: those scored on the large set
         sub = [[v for r, v in zip(gt.runs[i], gt.table(key)[i]) if "large" in r] if key == "pq"
                else gt.table(key)[i] for i in have]
-        sub = [r for r in sub if len(r) >= 2]
-        icc, sb, sw = stats.mean_reliability(sub)
-        L.append(f"| {label} | {_f(100 * float(np.mean([np.mean(r) for r in sub])))} | {_f(100 * sb, 2)} | "
-                 f"{_f(100 * sw, 2)} | {_f(icc, 2)} | {_f(stats.split_half_reliability(sub), 2)} |")
+        r = Reliability.of(sub)
+        L.append(f"| {label} | {_f(100 * float(np.mean([np.mean(x) for x in sub if len(x) >= 2])))} | "
+                 f"{_f(100 * r.sd_between, 2)} | {_f(100 * r.sd_within, 2)} | {_f(r.icc, 2)} | {_f(r.split_half, 2)} |")
     return L + [""]
 
 

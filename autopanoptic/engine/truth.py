@@ -71,6 +71,24 @@ class Reliability:
     def spread_over_se(self) -> float:
         return self.sd_means / self.se_mean if self.se_mean > 0 else float("inf")
 
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[float]]) -> Reliability:
+        """The figures of per-architecture rows of seed values (rows with fewer than 2 values are left out).
+
+        >>> r = Reliability.of([[1.0, 1.2], [2.0, 2.2], [3.0, 3.2], [9.0]])
+        >>> r.n_archs, r.seeds, round(r.sd_within, 3), round(r.icc, 3)
+        (3, 2.0, 0.141, 0.99)
+        """
+        rows = [list(r) for r in rows if len(r) >= 2]
+        icc, sb, sw = stats.mean_reliability(rows)
+        k = float(np.mean([len(r) for r in rows])) if rows else float("nan")
+        means = [float(np.mean(r)) for r in rows]
+        return cls(
+            n_archs=len(rows), seeds=k, split_half=stats.split_half_reliability(rows), icc=icc, sd_between=sb,
+            sd_within=sw, sd_means=float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
+            se_mean=sw / np.sqrt(k) if rows else float("nan"),
+        )
+
 
 @attrs.frozen
 class GroundTruth:
@@ -127,16 +145,10 @@ class GroundTruth:
         t = self.table(key)
         return [self.archs[i] for i in keep], np.array([np.mean(t[i]) for i in keep])
 
-    def reliability(self, key: str = "pq") -> Reliability:
-        rows = [r for r in self.table(key) if len(r) >= 2]
-        icc, sb, sw = stats.mean_reliability(rows)
-        k = float(np.mean([len(r) for r in rows])) if rows else float("nan")
-        means = [float(np.mean(r)) for r in rows]
-        return Reliability(
-            n_archs=len(rows), seeds=k, split_half=stats.split_half_reliability(rows), icc=icc, sd_between=sb,
-            sd_within=sw, sd_means=float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
-            se_mean=sw / np.sqrt(k) if rows else float("nan"),
-        )
+    def reliability(self, key: str = "pq", archs: Sequence[int] | None = None) -> Reliability:
+        """:class:`Reliability` of the ``key`` over all architectures, or over those indexed by ``archs``."""
+        t = self.table(key)
+        return Reliability.of(t if archs is None else [t[i] for i in archs])
 
     def percentile(self, value: float, key: str = "pq", min_seeds: int = 1) -> float:
         """Share of the table's architectures whose mean is below ``value`` (ties count half), in [0, 1]."""
