@@ -122,14 +122,17 @@ def draw_archs(n: int, arch_seed: int):
     return space, [r.to_full(r.sub.sample(np.random.default_rng([arch_seed, i]))) for i in range(n)]
 
 
-def grow(table: dict, n: int) -> dict:
-    """``table`` with ``n`` architectures: the next draws of its architecture stream appended (the ones
-    it has must be that stream's first draws), their runs empty."""
+def grow(table: dict, n: int, seeds: int = 0) -> dict:
+    """``table`` with ``n`` architectures and at least ``seeds`` seeds: the next draws of its
+    architecture stream appended (the ones it has must be that stream's first draws), their runs
+    empty; seeds ``0 .. seeds - 1`` added to its seed list (each architecture's new runs to come)."""
+    out = dict(table, n_archs=max(n, table["n_archs"]), seeds=sorted(set(table["seeds"]) | set(range(seeds))))
+    if n <= len(table["architectures"]):
+        return out
     _, archs = draw_archs(n, table["arch_seed"])
     have = [tuple(a["arch"]) for a in table["architectures"]]
     if have != [tuple(a) for a in archs[: len(have)]]:
         raise SystemExit("the table's architectures are not the first draws of its --arch-seed; cannot grow it")
-    out = dict(table, n_archs=max(n, table["n_archs"]))
     out["architectures"] = table["architectures"] + [
         {"index": i, "arch": list(a), "runs": []} for i, a in enumerate(archs) if i >= len(have)]
     return out
@@ -205,9 +208,9 @@ def run_units(args) -> None:
             table = header(args.archs, args.seeds, args.arch_seed, data, recipe, large_cfg)
             table["architectures"] = [{"index": i, "arch": list(a), "runs": []} for i, a in enumerate(archs)]
             atomic_write_json(args.table, table)
-    if args.archs > table["n_archs"]:  # grow the table: more draws of the same stream
+    if args.archs > table["n_archs"] or args.seeds > len(table["seeds"]):  # grow it: more draws, more seeds
         with locked(args.table):
-            table = grow(load_table(args.table), args.archs)
+            table = grow(load_table(args.table), args.archs, args.seeds)
             atomic_write_json(args.table, table)
     from autopanoptic.engine.truth import same_settings
 
@@ -466,7 +469,7 @@ def main() -> None:
     ap.add_argument("--table", type=Path, default=TABLE)
     ap.add_argument("--work", type=Path, default=Path("/tmp/ground-truth"), help="data and checkpoints")
     ap.add_argument("--archs", type=int, default=64, help="architectures (more than the table has: it grows)")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds (more than the table has: it grows)")
     ap.add_argument("--arch-seed", type=int, default=2026)
     ap.add_argument("--steps", type=int, default=None, help="a pilot: another training length (own --table)")
     ap.add_argument("--image-size", type=int, default=None, help="a pilot: another image size (own --table)")

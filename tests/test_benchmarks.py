@@ -96,6 +96,10 @@ def test_a_table_grows_by_the_next_draws_of_its_stream(monkeypatch):
     big = gt.grow(small, 5)
     assert big["n_archs"] == 5 and [a["arch"] for a in big["architectures"]] == [list(a) for a in archs]
     assert big["architectures"][:3] == small["architectures"] and big["architectures"][4]["runs"] == []
+    assert big["seeds"] == [0, 1]
+    more = gt.grow(big, 4, seeds=4)  # more seeds, no fewer architectures
+    assert more["seeds"] == [0, 1, 2, 3] and more["architectures"] == big["architectures"] and more["n_archs"] == 5
+    assert gt.grow(more, 5, seeds=2)["seeds"] == [0, 1, 2, 3]  # never fewer
     small["architectures"][1]["arch"] = list(archs[4])
     with pytest.raises(SystemExit, match="not the first draws"):
         gt.grow(small, 5)
