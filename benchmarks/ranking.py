@@ -201,9 +201,11 @@ def report(args, data: dict) -> str:
     from autopanoptic.search import stats
 
     gt = GroundTruth.load(args.table)
-    n_seeds = max(len(r) for r in gt.runs)
-    idx = [i for i, r in enumerate(gt.runs) if len(r) == n_seeds]
-    truth = np.array([np.mean([r["pq"] for r in gt.runs[i]]) for i in idx])
+    values = gt.table(args.truth_key)
+    n_seeds = max(len(v) for v in values)
+    idx = [i for i, v in enumerate(values) if len(v) == n_seeds]
+    truth = np.array([np.mean(values[i]) for i in idx])
+    rel = gt.reliability(args.truth_key, idx)
 
     space, _ = draw_archs(0, json.loads(args.table.read_text())["arch_seed"])
     rows = []
@@ -271,8 +273,12 @@ def report(args, data: dict) -> str:
          "([ground-truth.md](ground-truth.md)) of the architectures that have all their seeds, with 95% bootstrap "
          "intervals (architectures resampled). Made by `benchmarks/ranking.py` from "
          f"`{args.table.name}`; machine: {cpu_name()}, one torch thread.", "",
-         f"Ground truth: {len(idx)} architectures with all {n_seeds} seeds "
-         f"(mean PQ {100 * truth.mean():.1f}, sd {100 * truth.std(ddof=1):.2f} across architectures).", "",
+         f"Ground truth: `{args.truth_key}` of {len(idx)} architectures with all {n_seeds} seeds "
+         f"(mean PQ {100 * truth.mean():.1f}, sd {100 * truth.std(ddof=1):.2f} across architectures). "
+         f"These means are reliable at {rel.icc:.2f} (ICC(1,{n_seeds})): an estimator that knew every "
+         f"architecture's true quality would be expected to reach a Kendall tau of only "
+         f"**{stats.tau_ceiling(rel.icc):.2f}** against them (`autopanoptic.search.stats.tau_ceiling`). "
+         "Read every tau below against that ceiling.", "",
          "| estimator | n | Kendall tau [95%] | Spearman rho [95%] | cost |", "|---|---|---|---|---|"]
     for label, n, tau, tci, rho, rci, c in rows:
         if tau is None:
@@ -337,6 +343,8 @@ def main() -> None:
     ap.add_argument("--pool-offset", type=int, default=100000, help="cache keys of the pool paths")
     ap.add_argument("--short-steps", type=int, default=150)
     ap.add_argument("--fewshot-steps", type=int, default=100, help="steps of each few-shot child (0: none)")
+    ap.add_argument("--truth-key", default="pq",
+                    help="the truth's metric: pq (the table's 200 evaluation images) or large.pq (1000 more)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "ranking.md")
     args = ap.parse_args()

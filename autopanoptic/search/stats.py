@@ -41,6 +41,7 @@ __all__ = [
     "spearman_brown",
     "spearman_rho",
     "split_half_reliability",
+    "tau_ceiling",
     "wilcoxon_signed_rank",
 ]
 
@@ -240,6 +241,21 @@ def mean_reliability(table: Sequence[Sequence[float]]) -> tuple[float, float, fl
     k = float(ns.mean())
     denom = var_between + ms_within / k
     return (var_between / denom if denom > 0 else float("nan")), math.sqrt(var_between), math.sqrt(ms_within)
+
+
+def tau_ceiling(reliability: float) -> float:
+    """The Kendall tau that a *perfect* estimator (one that knows every item's true value) is expected
+    to reach against a noisy truth of this ``reliability`` (e.g. ICC(1, k) of the per-architecture
+    means): the truth correlates with the true values at ``sqrt(reliability)``, and for normal
+    variables tau = 2 / pi * arcsin(r). No estimator can be expected to rank better against that
+    truth; an observed tau is best read against this ceiling.
+
+    >>> round(tau_ceiling(1.0), 3), round(tau_ceiling(0.55), 3), tau_ceiling(0.0)
+    (1.0, 0.532, 0.0)
+    """
+    if not 0 <= reliability <= 1:
+        return float("nan")
+    return float(2 / math.pi * math.asin(math.sqrt(reliability)))
 
 
 def bootstrap_mean_ci(d: Sequence[float], *, n_boot: int = 10000, seed: int = 0,

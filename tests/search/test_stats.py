@@ -118,3 +118,20 @@ def test_bootstrap_and_permutation_agree_with_what_the_data_say():
     assert 1.0 <= lo < 2.5 < hi <= 4.0
     with pytest.raises(ValueError):
         stats.kendall_tau([1, 2, 3], [1, 2])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(0.2, 4.0), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_tau_ceiling_is_what_a_perfect_estimator_reaches_against_a_noisy_truth(sd_between, k, seed):
+    """Simulated: true values, a truth that is their mean over k noisy seeds, and an estimator that
+    knows the true values. Its tau against the truth averages tau_ceiling(ICC(1, k))."""
+    rng = np.random.default_rng(seed)
+    n, reps = 40, 150
+    taus = []
+    for _ in range(reps):
+        true = rng.normal(0, sd_between, n)
+        truth = true + rng.normal(0, 1, (k, n)).mean(axis=0)
+        taus.append(stats.kendall_tau(true, truth))
+    icc = sd_between**2 / (sd_between**2 + 1 / k)
+    assert abs(float(np.mean(taus)) - stats.tau_ceiling(icc)) < 0.03
+    assert stats.tau_ceiling(icc) < 1 and stats.tau_ceiling(icc) > stats.tau_ceiling(icc / 2)
