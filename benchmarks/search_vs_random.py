@@ -31,6 +31,7 @@ import json
 import platform
 import sys
 import time
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +40,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from _machine import code_version  # noqa: E402
-from ground_truth import PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, locked, open_truth_data  # noqa: E402
+from ground_truth import (LARGE_EVAL, PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, generated, locked,  # noqa: E402
+                          open_truth_data, score_large)
 
 from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -57,15 +59,57 @@ def search_config(work: Path, overrides, supernet_seed: int, search_seed: int, p
     ])
 
 
+def trained_supernet(work: Path, overrides, supernet_seed: int, cfg) -> Path:
+    """The folder of the supernet of ``supernet_seed`` with ``overrides`` (trained, or resumed, here;
+    shared by every search with those settings, also by ``front_vs_truth.py``)."""
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.runs import RunDir
+
+    tag = zlib.crc32("\n".join(overrides).encode())  # stable across processes (str hashes are salted)
+    sup_dir = work / "searches" / f"supernet{supernet_seed}-{tag:08x}"
+    with RunDir(sup_dir) as run:
+        data = pipeline.prepare_data(cfg, run, progress=False)
+        pipeline.train_supernet(cfg, run, data, progress=False)
+    return sup_dir
+
+
+def search_on(sup_dir: Path, name: str, cfg):
+    """Search the supernet of ``sup_dir`` with ``cfg`` in its sub-folder ``name`` (resumes from its
+    journal): the search's outcome, the folder, and the seconds the search took."""
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.runs import RunDir
+
+    folder = sup_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "supernet"
+    if not link.exists():
+        link.symlink_to(sup_dir / "supernet", target_is_directory=True)
+    with RunDir(folder) as run:
+        data = pipeline.prepare_data(cfg, run, progress=False)
+        t = time.perf_counter()
+        out = pipeline.search(cfg, run, data, progress=False)
+    return out, folder, time.perf_counter() - t
+
+
+def truth_run(work: Path, arch, seed: int, checkpoint: Path) -> dict:
+    """One run of ``arch`` with the ground-truth recipe, as the table's units (scored on the table's
+    evaluation split and on the large evaluation set): the run's JSON record."""
+    from autopanoptic.engine.scratch import train_and_score
+
+    ds, splits = open_truth_data(work)
+    large = generated(work / "data-large", LARGE_EVAL)
+    score = train_and_score(PRESET, tuple(arch), ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
+                            checkpoint_path=checkpoint,
+                            then=lambda net: score_large(net, large, checkpoint.with_name(checkpoint.stem + "-weights.pt")))
+    checkpoint.unlink(missing_ok=True)
+    return {"seed": seed, **{k: v for k, v in score.to_json().items() if k != "extra"}, "large": score.extra,
+            "commit": code_version()}
+
+
 def run_searches(args) -> None:
     import torch
 
-    from autopanoptic.engine import pipeline
-    from autopanoptic.engine.runs import RunDir
-    from autopanoptic.engine.scratch import train_and_score
-
     torch.set_num_threads(1)
-    ds, splits = open_truth_data(args.work)
     for s in range(args.supernet_seeds):
         for policy in args.policies:
             for k in range(args.search_seeds):
@@ -74,26 +118,12 @@ def run_searches(args) -> None:
                 if any({x: e[x] for x in key} == key and len(e["runs"]) >= args.truth_seeds for e in done):
                     continue
                 cfg = search_config(args.work, args.overrides, s, k, policy)
-                sup_dir = args.work / "searches" / f"supernet{s}-{abs(hash(tuple(args.overrides))) % 10**8}"
-                with RunDir(sup_dir) as run:
-                    data = pipeline.prepare_data(cfg, run, progress=False)
-                    pipeline.train_supernet(cfg, run, data, progress=False)
-                folder = sup_dir / f"search-{policy}-{k}"
-                folder.mkdir(parents=True, exist_ok=True)
-                link = folder / "supernet"
-                if not link.exists():
-                    link.symlink_to(sup_dir / "supernet", target_is_directory=True)
-                with RunDir(folder) as run:
-                    data = pipeline.prepare_data(cfg, run, progress=False)
-                    t = time.perf_counter()
-                    out = pipeline.search(cfg, run, data, progress=False)
-                    search_s = time.perf_counter() - t
+                sup_dir = trained_supernet(args.work, args.overrides, s, cfg)
+                out, folder, search_s = search_on(sup_dir, f"search-{policy}-{k}", cfg)
                 arch = out.best
                 runs = []
                 for seed in range(args.truth_seeds):
-                    score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
-                                            checkpoint_path=folder / f"truth-seed{seed}.pt")
-                    runs.append({"seed": seed, **score.to_json()})
+                    runs.append(truth_run(args.work, arch, seed, folder / f"truth-seed{seed}.pt"))
                 entry = {**key, "arch": list(arch), "fitness": out.chosen_fitness, "evaluations": len(out.history),
                          "search_seconds": search_s, "runs": runs, "commit": code_version(), "machine": platform.machine(),
                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -103,3 +103,21 @@ def test_a_table_grows_by_the_next_draws_of_its_stream(monkeypatch):
     small["architectures"][1]["arch"] = list(archs[4])
     with pytest.raises(SystemExit, match="not the first draws"):
         gt.grow(small, 5)
+
+
+def test_the_front_comparison_scores_the_tables_own_front_as_one(monkeypatch):
+    import doctest
+
+    fvt = load(BENCH / "front_vs_truth.py", monkeypatch)
+    assert doctest.testmod(fvt).failed == 0
+    rng = np.random.default_rng(3)
+    pts = [(float(q), float(ms)) for q, ms in zip(rng.uniform(0.4, 0.6, 30), rng.uniform(5, 20, 30))]
+    from autopanoptic.search.pareto import pareto_indices
+
+    front = [pts[i] for i in pareto_indices(pts, fvt.SENSES)]
+    same = fvt.compare(pts, front)
+    assert same["ratio"] == pytest.approx(1.0) and same["undominated"] == len(front)
+    worse = fvt.compare(pts, [(q - 0.05, ms + 1) for q, ms in front])  # every point moved the wrong way
+    assert worse["ratio"] < 1 and worse["undominated"] == 0
+    better = fvt.compare(pts, [(q + 0.01, ms) for q, ms in front])
+    assert better["ratio"] > 1 and better["undominated"] == len(front)
