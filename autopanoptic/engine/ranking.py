@@ -217,6 +217,27 @@ def _append(path: Path, obj: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def naswot_scores(config: Any, archs: Sequence[Sequence[int]], batches: Sequence[Sequence[Any]], *, seed: int = 0,
+                  images: int = 8) -> list[float]:
+    """The NASWOT score (:func:`autopanoptic.nn.proxies.naswot_score`, a training-free proxy) of the
+    freshly initialised standalone network of each of ``archs`` (``config``: the supernet's
+    :class:`~autopanoptic.nn.SupernetConfig`) on the first ``images`` images of ``batches``; every
+    network is initialised from ``seed`` (the global RNG is left as it was)."""
+    import torch
+
+    from autopanoptic.nn import build_network
+    from autopanoptic.nn.proxies import naswot_score
+
+    pics = [x for batch in batches for x in batch][:images]
+    out = []
+    for arch in archs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_network(config, arch).to(pics[0].device)
+        out.append(naswot_score(net, pics))
+    return out
+
+
 def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
                   progress: bool = True) -> RankingResult:
     """Run the check on the run folder ``run`` (see the module docstring)."""
@@ -260,6 +281,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     from autopanoptic.nn import count
 
     costs = [count(supernet, pool[i], cfg.search.cost_image_size) for i in picked]
+    proxy = naswot_scores(supernet.config, [pool[i] for i in picked], calib, seed=settings.seed)
     del supernet
 
     # 3: quick truth, resumable; one architecture per rank at a time
@@ -314,7 +336,8 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
             raise CheckpointError(f"{journal}: entry {j} is for another architecture; delete the folder to start over")
     result = assess([tuple(e["arch"]) for e in entries], [e["fitness"] for e in entries],
                     [e["score"]["pq"] for e in entries], settings,
-                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs]})
+                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs],
+                               "NASWOT": proxy})
     if world.is_main:
         atomic_write_json(folder / "result.json", {**result.to_json(), "settings": attrs.asdict(settings),
                                                    "quick_truth": {"steps": settings.steps,
