@@ -220,8 +220,11 @@ class TrainConfig:
 @attrs.frozen
 class SearchConfig:
     """Architecture search on the trained supernet. ``fitness``: ``pq`` (PQ on the search-validation
-    split, the paper's) or ``loss`` (minus the supernet's mean loss on it; lower noise, see
-    docs/benchmarks/ranking.md).
+    split, the paper's), ``loss`` (minus the supernet's mean loss on it; lower noise, see
+    docs/benchmarks/ranking.md) or ``naswot`` (a training-free baseline: the NASWOT score of the
+    candidate's freshly initialised standalone network on the first 8 calibration images; the
+    supernet's weights are not used, so the same policy and budget can be compared with and without
+    a supernet).
 
     Budgets (``null`` = none): ``max_params``, ``max_macs`` (counted at ``cost_image_size``) and
     ``max_latency_ms`` (predicted by the table ``latency_table`` of ``autopanoptic latency build``,
@@ -234,7 +237,7 @@ class SearchConfig:
     model's front against the first cost (0: none)."""
 
     policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
-    fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss"))
+    fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss", "naswot"))
     cycles: int = attrs.field(default=2, converter=int, validator=_positive)
     per_cycle: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
     population: int = attrs.field(default=50, converter=int, validator=_positive)

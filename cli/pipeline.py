@@ -157,14 +157,10 @@ def search(cfg, run, device, progress):
     out = pipeline.search(cfg, run, device=device, progress=progress)
     if not world().is_main:
         return
-    if cfg.search.fitness == "loss":  # journaled as minus the loss (higher is better, like PQ)
-        what = "validation loss"
-        fit = "-" if out.chosen_fitness is None else f"{-out.chosen_fitness:.3f}"
-    else:
-        what = "PQ"
-        fit = "-" if out.chosen_fitness is None else f"{100 * out.chosen_fitness:.1f}"
+    from autopanoptic.engine.search import fitness_words
+
     click.echo(f"search ({cfg.search.policy}): {len(out.history)} evaluations in {out.seconds:.0f} s; "
-               f"chosen architecture {what} on the search validation split: {fit}")
+               f"chosen architecture: {fitness_words(cfg.search.fitness, out.chosen_fitness)}")
     click.echo(f"architecture: {run.root / 'arch.json'}")
     front = run.root / "search" / "pareto.json"
     if len(cfg.search.objectives) > 1 and front.exists():

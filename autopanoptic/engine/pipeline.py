@@ -305,7 +305,8 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     params, macs = _cost_counter(cfg, model)(outcome.best)
     save_arch(model.search_space, outcome.best, run.path("arch.json"), fitness=outcome.chosen_fitness,
               evaluated_during_search=outcome.best_fitness is not None,
-              policy=cfg.search.policy, evaluations=len(outcome.history), params=params, macs=macs,
+              policy=cfg.search.policy, fitness_kind=cfg.search.fitness, evaluations=len(outcome.history),
+              params=params, macs=macs,
               top_k=[list(a) for a in outcome.top_k])
     return outcome
 

@@ -217,27 +217,6 @@ def _append(path: Path, obj: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def naswot_scores(config: Any, archs: Sequence[Sequence[int]], batches: Sequence[Sequence[Any]], *, seed: int = 0,
-                  images: int = 8) -> list[float]:
-    """The NASWOT score (:func:`autopanoptic.nn.proxies.naswot_score`, a training-free proxy) of the
-    freshly initialised standalone network of each of ``archs`` (``config``: the supernet's
-    :class:`~autopanoptic.nn.SupernetConfig`) on the first ``images`` images of ``batches``; every
-    network is initialised from ``seed`` (the global RNG is left as it was)."""
-    import torch
-
-    from autopanoptic.nn import build_network
-    from autopanoptic.nn.proxies import naswot_score
-
-    pics = [x for batch in batches for x in batch][:images]
-    out = []
-    for arch in archs:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = build_network(config, arch).to(pics[0].device)
-        out.append(naswot_score(net, pics))
-    return out
-
-
 def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
                   progress: bool = True) -> RankingResult:
     """Run the check on the run folder ``run`` (see the module docstring)."""
@@ -281,6 +260,8 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     from autopanoptic.nn import count
 
     costs = [count(supernet, pool[i], cfg.search.cost_image_size) for i in picked]
+    from autopanoptic.nn.proxies import naswot_scores
+
     proxy = naswot_scores(supernet.config, [pool[i] for i in picked], calib, seed=settings.seed)
     del supernet
 

@@ -221,8 +221,10 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         lines += ["## Chosen architecture\n"]
         if arch.get("fitness") is not None:
             note = "" if arch.get("evaluated_during_search", True) else " (a composite, evaluated after the search)"
+            from autopanoptic.engine.search import fitness_words
+
             lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); fitness of the chosen "
-                         f"architecture{note} on the search validation split: PQ {_pct(arch['fitness'])}.\n")
+                         f"architecture{note}: {fitness_words(arch.get('fitness_kind', 'pq'), arch['fitness'])}.\n")
         for group, layers in arch["ops"].items():
             lines.append(f"- **{group}**: " + ", ".join(f"`{k}` {v}" for k, v in layers.items()))
         lines.append("")

@@ -2,7 +2,9 @@
 
 The fitness of a candidate is its PQ (All, as a fraction) on the *search validation split*, carved
 out of the training data (never the evaluation split); with ``search.fitness: loss`` it is minus the
-supernet's mean loss on that split (:func:`path_loss`). Before each candidate is scored, the BatchNorm
+supernet's mean loss on that split (:func:`path_loss`); with ``search.fitness: naswot`` it is the
+training-free NASWOT score of the candidate's freshly initialised standalone network (a baseline that
+uses no supernet weights: :func:`autopanoptic.nn.proxies.naswot_scores`). Before each candidate is scored, the BatchNorm
 statistics of its path are recalibrated on a fixed calibration subset of the training data
 (:func:`autopanoptic.nn.recalibrate_bn`). Every evaluation is journaled by the search core's
 :func:`autopanoptic.search.run`, so an interrupted search resumes where it stopped.
@@ -229,6 +231,21 @@ def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: 
     return total / max(n, 1)
 
 
+def fitness_words(kind: str, value: float | None) -> str:
+    """A fitness as a reader wants it, by ``search.fitness`` (``loss`` is journaled as minus the loss).
+
+    >>> fitness_words("pq", 0.52), fitness_words("loss", -1.25), fitness_words("naswot", 85.123)
+    ('PQ 52.0 on the search validation split', 'validation loss 1.250 on the search validation split', 'NASWOT score 85.12 (untrained network, 8 calibration images)')
+    """
+    if value is None:
+        return "-"
+    if kind == "loss":
+        return f"validation loss {-value:.3f} on the search validation split"
+    if kind == "naswot":
+        return f"NASWOT score {value:.2f} (untrained network, 8 calibration images)"
+    return f"PQ {100 * value:.1f} on the search validation split"
+
+
 @attrs.frozen
 class SearchOutcome:
     """The result of a search, in the full space."""
@@ -290,6 +307,10 @@ def search_supernet(
             full = restriction.to_full(a)
             if cfg.fitness == "loss":
                 f = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
+            elif cfg.fitness == "naswot":
+                from autopanoptic.nn.proxies import naswot_scores
+
+                f = naswot_scores(supernet.config, [full], calib, seed=cfg.seed)[0]
             else:
                 f = path_fitness(supernet, full, dataset, val_indices, calib, device=device, resize=resize, amp=amp,
                                  loader_workers=loader_workers)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["naswot_score"]
+__all__ = ["naswot_score", "naswot_scores"]
 
 
 def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 0) -> float:
@@ -59,3 +59,21 @@ def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 
         net.train(was_training)
     sign, logdet = torch.linalg.slogdet(K)
     return float(logdet) if sign > 0 else float("-inf")
+
+
+def naswot_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[Sequence[torch.Tensor]], *,
+                  seed: int = 0, images: int = 8) -> list[float]:
+    """:func:`naswot_score` of the freshly initialised standalone network of each of ``archs``
+    (``config``: the supernet's :class:`~autopanoptic.nn.SupernetConfig`) on the first ``images``
+    images of ``batches`` (lists of image tensors, e.g. the search's calibration batches). Every
+    network is initialised from ``seed``; the global RNG is left as it was."""
+    from autopanoptic.nn.standalone import build_network
+
+    pics = [x for batch in batches for x in batch][:images]
+    out = []
+    for arch in archs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_network(config, arch).to(pics[0].device)
+        out.append(naswot_score(net, pics))
+    return out

@@ -169,7 +169,7 @@ def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_
     assert run("train-supernet", *common).exit_code == 0
     res = run("search", *common, "--set", "search.fitness=loss")
     assert res.exit_code == 0
-    loss = float(res.output.split("validation loss on the search validation split: ")[1].split()[0])
+    loss = float(res.output.split("chosen architecture: validation loss ")[1].split()[0])
     assert (out / "search" / "journal-loss.jsonl").is_file() and not (out / "search" / "journal.jsonl").exists()
     cands = json.loads((out / "search" / "candidates.json").read_text())
     assert all(c["fitness"] < 0 for c in cands)  # minus a loss
@@ -178,9 +178,31 @@ def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_
     assert loss == pytest.approx(-arch["fitness"], abs=5e-4)  # printed as the loss, not as a PQ
     assert run("search", *common).exit_code == 0  # the PQ search has its own journal
     assert (out / "search" / "journal.jsonl").is_file()
+    # the training-free baseline: NASWOT of each candidate's fresh standalone network, no supernet weights
+    res = run("search", *common, "--set", "search.fitness=naswot")
+    assert res.exit_code == 0 and "chosen architecture: NASWOT score" in res.output
+    assert (out / "search" / "journal-naswot.jsonl").is_file()
+    cands = json.loads((out / "search" / "candidates.json").read_text())
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["fitness_kind"] == "naswot" and arch["fitness"] == max(c["fitness"] for c in cands)
+    from autopanoptic.config import load_config
+    from autopanoptic.engine import pipeline
+    from autopanoptic.engine.runs import RunDir
+    from autopanoptic.engine.search import calibration_batches
+    from autopanoptic.nn.proxies import naswot_scores
+
+    sets = [x for k, x in enumerate(common) if k and common[k - 1] == "--set"]
+    cfg = load_config("tiny", [*sets, "search.fitness=naswot"])
+    with RunDir(out) as r:
+        data = pipeline.prepare_data(cfg, r, progress=False)
+        sup = pipeline.load_supernet(cfg, r, data)
+    calib = calibration_batches(data.train, data.splits.calib, 1, 2, "cpu")
+    want = naswot_scores(sup.config, [tuple(c["arch"]) for c in cands], calib, seed=cfg.search.seed)
+    assert [c["fitness"] for c in cands] == pytest.approx(want)
 
 
-@pytest.mark.parametrize("module", ["autopanoptic.engine.ranking", "autopanoptic.engine.fewshot"])
+@pytest.mark.parametrize("module", ["autopanoptic.engine.ranking", "autopanoptic.engine.fewshot", "autopanoptic.engine.search",
+                                    "autopanoptic.engine.truth"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

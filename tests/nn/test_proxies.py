@@ -1,0 +1,26 @@
+"""Training-free proxies (nn/proxies.py) for many architectures at once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def test_naswot_baseline_scores_fresh_networks_and_leaves_the_global_rng_alone():
+    from autopanoptic.nn import build_network, build_supernet
+    from autopanoptic.nn.proxies import naswot_score, naswot_scores
+
+    config = build_supernet("tiny", 2, 2).config
+    space = build_supernet("tiny", 2, 2).search_space
+    archs = [space.sample(k) for k in range(3)]
+    g = torch.Generator().manual_seed(0)
+    batches = [[torch.rand(3, 32, 32, generator=g) for _ in range(3)] for _ in range(2)]  # 6 images
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    got = naswot_scores(config, archs, batches, seed=4, images=5)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert got == naswot_scores(config, archs, batches, seed=4, images=5)  # deterministic
+    torch.manual_seed(4)
+    want = naswot_score(build_network(config, archs[1]), [x for b in batches for x in b][:5])
+    assert got[1] == pytest.approx(want)
+    assert len(set(got)) == 3  # the architectures differ
