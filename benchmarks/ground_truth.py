@@ -343,7 +343,14 @@ def report(path: Path) -> str:
         L += [f"At these variance components a mean over k seeds is reliable at k / (k + {_f((rel.sd_within / rel.sd_between) ** 2, 1)}) "
               f"(ICC(1,k)); reaching 0.8 takes **{need} seeds** per architecture, and a spread of twice the SE "
               f"of a mean takes {seeds_needed(rel.sd_between, rel.sd_within, 0.8, spread=2.0)} "
-              "(the sd of the means is sqrt(var_between + var_within / k)).", ""]
+              "(the sd of the means is sqrt(var_between + var_within / k)).", "",
+              f"What this means for every ranking claim: against these means an estimator that knew each "
+              f"architecture's true quality would be expected to reach a Kendall tau of only "
+              f"{stats.tau_ceiling(rel.icc):.2f} (`autopanoptic.search.stats.tau_ceiling`; "
+              f"{stats.tau_ceiling(0.8):.2f} at a reliability of 0.8). Issue 13's target, tau 0.5, is "
+              + ("above that ceiling: no estimator can be shown to meet it against this truth." if
+                 stats.tau_ceiling(rel.icc) < 0.5 else
+                 f"{stats.tau_ceiling(rel.icc) - 0.5:.2f} below it: only a near-perfect estimator meets it."), ""]
     elif rel.n_archs:
         L += ["The estimated variance between architectures is zero: no number of seeds separates them here.", ""]
     L += eval_size_section(gt, raw)
