@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from math import comb
 
 import numpy as np
 import pytest
@@ -135,3 +136,40 @@ def test_tau_ceiling_is_what_a_perfect_estimator_reaches_against_a_noisy_truth(s
     icc = sd_between**2 / (sd_between**2 + 1 / k)
     assert abs(float(np.mean(taus)) - stats.tau_ceiling(icc)) < 0.03
     assert stats.tau_ceiling(icc) < 1 and stats.tau_ceiling(icc) > stats.tau_ceiling(icc / 2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_paired_difference_finds_the_better_estimator_and_is_antisymmetric(seed):
+    rng = np.random.default_rng(seed)
+    true = rng.normal(0, 1, 30)
+    truth = true + rng.normal(0, 0.5, 30)
+    sharp = true + rng.normal(0, 0.2, 30)  # knows the truth well
+    blunt = true + rng.normal(0, 3.0, 30)  # barely
+    d, lo, hi, p = stats.paired_difference(stats.kendall_tau, sharp, blunt, truth, n_boot=300, seed=seed)
+    assert d == pytest.approx(stats.kendall_tau(sharp, truth) - stats.kendall_tau(blunt, truth))
+    assert lo <= d <= hi and d > 0 and p < 0.5
+    back = stats.paired_difference(stats.kendall_tau, blunt, sharp, truth, n_boot=300, seed=seed)
+    assert back[0] == pytest.approx(-d) and back[1] == pytest.approx(-hi) and back[2] == pytest.approx(-lo)
+    same = stats.paired_difference(stats.kendall_tau, sharp, sharp, truth, n_boot=50, seed=seed)
+    assert same[:3] == (0.0, 0.0, 0.0) and same[3] == 1.0  # "not better" than itself
+    with pytest.raises(ValueError):
+        stats.paired_difference(stats.kendall_tau, sharp, blunt[:-1], truth)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 12))
+def test_best_of_k_percentile_orders_estimators_by_what_they_know(seed, k):
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(0, 1, 40)
+    perfect = stats.best_of_k_percentile(truth, truth, k, n_draws=600, seed=1)
+    noisy = stats.best_of_k_percentile(truth + rng.normal(0, 1, 40), truth, k, n_draws=600, seed=1)
+    blind = stats.best_of_k_percentile(rng.normal(0, 1, 40), truth, k, n_draws=600, seed=1)
+    backwards = stats.best_of_k_percentile(-truth, truth, k, n_draws=600, seed=1)
+    assert perfect[0] >= noisy[0] - 0.02 and noisy[0] > backwards[0] and perfect[0] > blind[0] > backwards[0]
+    assert abs(blind[0] - 0.5) < 0.15
+    # a perfect estimator picks the best of k: exactly the expected percentile of the max of k ranks
+    n = 40
+    expected = sum((r / (n - 1)) * comb(r, k - 1) / comb(n, k) for r in range(k - 1, n))  # P(max has rank r)
+    assert perfect[0] == pytest.approx(expected, abs=0.03)
+    assert 0 <= perfect[1] <= perfect[0] <= perfect[2] <= 1
