@@ -47,7 +47,7 @@ __all__ = [
     "save_config",
 ]
 
-PRESETS: tuple[str, ...] = ("tiny", "paper-coco", "paper-ade20k")
+PRESETS: tuple[str, ...] = ("tiny", "tiny-truth", "paper-coco", "paper-ade20k")
 """Names of the configuration presets shipped with the package."""
 
 

@@ -278,3 +278,12 @@ def test_a_scratch_checkpoint_written_before_new_recipe_keys_resumes_while_they_
     assert "retrain.amp" in _fingerprint_diff(older, bf16)
     assert "retrain.steps" in _fingerprint_diff(older, scratch_fingerprint("tiny", (0,) * 21, RetrainConfig(init_from_supernet=False, steps=9)))
     assert "arch" in _fingerprint_diff(older, scratch_fingerprint("tiny", (1,) * 21, RECIPE))
+
+
+def test_the_tiny_truth_preset_is_the_tables_setting_and_tiny_is_not():
+    from pathlib import Path
+
+    gt = GroundTruth.load(Path(__file__).resolve().parents[2] / "benchmarks" / "ground_truth" / "tiny.json")
+    assert gt.mismatch(load_config("tiny-truth")) is None
+    assert gt.mismatch(load_config("tiny")).startswith("data.")  # the demo's own data: no comparison
+    assert gt.mismatch(load_config("tiny-truth", ["retrain.steps=1000"])) is not None
