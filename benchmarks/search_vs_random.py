@@ -59,14 +59,23 @@ def search_config(work: Path, overrides, supernet_seed: int, search_seed: int, p
     ])
 
 
+def supernet_overrides(overrides) -> list[str]:
+    """The overrides that change the supernet (not those of the search, retraining or evaluation):
+    searches that differ only in those share a supernet."""
+    return [o for o in overrides if not o.split("=", 1)[0].startswith(("search.", "retrain.", "eval."))]
+
+
+def tag_of(overrides) -> str:
+    return f"{zlib.crc32(chr(10).join(overrides).encode()):08x}"  # stable across processes (str hashes are salted)
+
+
 def trained_supernet(work: Path, overrides, supernet_seed: int, cfg) -> Path:
     """The folder of the supernet of ``supernet_seed`` with ``overrides`` (trained, or resumed, here;
     shared by every search with those settings, also by ``front_vs_truth.py``)."""
     from autopanoptic.engine import pipeline
     from autopanoptic.engine.runs import RunDir
 
-    tag = zlib.crc32("\n".join(overrides).encode())  # stable across processes (str hashes are salted)
-    sup_dir = work / "searches" / f"supernet{supernet_seed}-{tag:08x}"
+    sup_dir = work / "searches" / f"supernet{supernet_seed}-{tag_of(supernet_overrides(overrides))}"
     with RunDir(sup_dir) as run:
         data = pipeline.prepare_data(cfg, run, progress=False)
         pipeline.train_supernet(cfg, run, data, progress=False)
@@ -119,7 +128,7 @@ def run_searches(args) -> None:
                     continue
                 cfg = search_config(args.work, args.overrides, s, k, policy)
                 sup_dir = trained_supernet(args.work, args.overrides, s, cfg)
-                out, folder, search_s = search_on(sup_dir, f"search-{policy}-{k}", cfg)
+                out, folder, search_s = search_on(sup_dir, f"search-{policy}-{k}-{tag_of(args.overrides)}", cfg)
                 arch = out.best
                 runs = []
                 for seed in range(args.truth_seeds):

@@ -121,3 +121,11 @@ def test_the_front_comparison_scores_the_tables_own_front_as_one(monkeypatch):
     assert worse["ratio"] < 1 and worse["undominated"] == 0
     better = fvt.compare(pts, [(q + 0.01, ms) for q, ms in front])
     assert better["ratio"] > 1 and better["undominated"] == len(front)
+
+
+def test_searches_that_differ_only_in_search_settings_share_a_supernet(monkeypatch):
+    svr = load(BENCH / "search_vs_random.py", monkeypatch)
+    a = svr.supernet_overrides(["train.holdout_val=true", "search.fitness=naswot", "retrain.steps=9"])
+    assert a == ["train.holdout_val=true"]
+    assert svr.tag_of(a) == svr.tag_of(["train.holdout_val=true"]) != svr.tag_of(["train.steps=900"])
+    assert svr.tag_of([]) == svr.tag_of([])  # stable (not Python's salted str hash)
