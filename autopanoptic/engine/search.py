@@ -242,7 +242,9 @@ def fitness_words(kind: str, value: float | None) -> str:
     if kind == "loss":
         return f"validation loss {-value:.3f} on the search validation split"
     if kind == "naswot":
-        return f"NASWOT score {value:.2f} (untrained network, 8 calibration images)"
+        from autopanoptic.nn.proxies import NASWOT_IMAGES
+
+        return f"NASWOT score {value:.2f} (untrained network, {NASWOT_IMAGES} calibration images)"
     return f"PQ {100 * value:.1f} on the search validation split"
 
 

@@ -27,7 +27,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["naswot_score", "naswot_scores"]
+__all__ = ["NASWOT_IMAGES", "naswot_score", "naswot_scores"]
+
+NASWOT_IMAGES = 8  # images per score in naswot_scores: the setting of the estimator study (docs/benchmarks/ranking.md)
 
 
 def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 0) -> float:
@@ -62,7 +64,7 @@ def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 
 
 
 def naswot_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[Sequence[torch.Tensor]], *,
-                  seed: int = 0, images: int = 8) -> list[float]:
+                  seed: int = 0, images: int = NASWOT_IMAGES) -> list[float]:
     """:func:`naswot_score` of the freshly initialised standalone network of each of ``archs``
     (``config``: the supernet's :class:`~autopanoptic.nn.SupernetConfig`) on the first ``images``
     images of ``batches`` (lists of image tensors, e.g. the search's calibration batches). Every
