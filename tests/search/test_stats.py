@@ -164,10 +164,10 @@ def test_best_of_k_percentile_orders_estimators_by_what_they_know(seed, k):
     truth = rng.normal(0, 1, 40)
     perfect = stats.best_of_k_percentile(truth, truth, k, n_draws=600, seed=1)
     noisy = stats.best_of_k_percentile(truth + rng.normal(0, 1, 40), truth, k, n_draws=600, seed=1)
-    blind = stats.best_of_k_percentile(rng.normal(0, 1, 40), truth, k, n_draws=600, seed=1)
+    blind = stats.best_of_k_percentile(np.zeros(40), truth, k, n_draws=600, seed=1)  # ties: a random pick
     backwards = stats.best_of_k_percentile(-truth, truth, k, n_draws=600, seed=1)
     assert perfect[0] >= noisy[0] - 0.02 and noisy[0] > backwards[0] and perfect[0] > blind[0] > backwards[0]
-    assert abs(blind[0] - 0.5) < 0.15
+    assert abs(blind[0] - 0.5) < 0.06  # 600 uniform picks: sd of the mean about 0.012
     # a perfect estimator picks the best of k: exactly the expected percentile of the max of k ranks
     n = 40
     expected = sum((r / (n - 1)) * comb(r, k - 1) / comb(n, k) for r in range(k - 1, n))  # P(max has rank r)
