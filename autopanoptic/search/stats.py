@@ -32,8 +32,8 @@ import numpy as np
 
 __all__ = [
     "average_ranks",
-    "bootstrap_ci",
     "best_of_k_percentile",
+    "bootstrap_ci",
     "bootstrap_mean_ci",
     "kendall_tau",
     "mean_reliability",
