@@ -85,7 +85,7 @@ def test_bad_tables_are_refused_with_the_file_named(tmp_path):
 
 
 def test_holdout_val_keeps_the_validation_images_out_of_supernet_training():
-    cfg = load_config("tiny", ["data.synthetic_images=40"])
+    cfg = load_config("tiny", ["data.synthetic_images=40", "train.holdout_val=false"])
     splits = make_splits(40, cfg.data, calib_images=4)
     assert supernet_pool(cfg, splits) == splits.train
     held = supernet_pool(load_config("tiny", ["data.synthetic_images=40", "train.holdout_val=true"]), splits)
