@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -90,8 +91,9 @@ def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callabl
     # multiprocessing's fork workers do too). Finalising a process that ran gloo collectives can
     # abort in a C++ destructor ("terminate called without an active exception", exit code -6; seen
     # in 2 CI runs of tests/engine/test_workers.py, with no rank reporting an error), which would fail
-    # a run that succeeded.
-    logging.shutdown()
+    # a run that succeeded. The exit functions still run first (multiprocessing's finalizers release
+    # the semaphores of DataLoader queues, logging flushes), only the C++ teardown is skipped.
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(0)
