@@ -300,8 +300,8 @@ def report(args, data: dict) -> str:
                      f"{rci[1]:+.2f}] | {100 * pick[0]:.0f} [{100 * pick[1]:.0f}, {100 * pick[2]:.0f}] | {c} |")
     L += ["", "Supernets: the `tiny` preset trained with strict fairness on the table's 400 training images "
           "(batch 2, lr 0.06, cosine, 10 warm-up steps: the demo's recipe); `demo` keeps the 100 "
-          "search-validation images inside its training (today's default), `holdout` leaves them out "
-          "(`train.holdout_val=true`); a number after the name is the number of steps (default 300). The "
+          "search-validation images inside its training (the default until 2026-11-30), `holdout` leaves them out "
+          "(`train.holdout_val=true`, the `tiny` default since, on the paired comparison below); a number after the name is the number of steps (default 300). The "
           "fitness recalibrates BatchNorm on 16 training images outside the validation split.", ""]
     return "\n".join(L + bias) + "\n"
 
@@ -313,7 +313,7 @@ def paired_section(kept: dict, idx: list[int], truth, base: str = "demo:pq") -> 
     if base not in kept:
         return []
     base_label, base_vals = kept[base]
-    L = ["## Better than today's search fitness?", "",
+    L = ["## Better than the former default search fitness?", "",
          f"Each estimator's Kendall tau minus that of {base_label} on the same architectures, with a 95% "
          "bootstrap interval over architectures resampled *in pairs* (`autopanoptic.search.stats.paired_difference`: "
          "the noise both share, the truth's included, cancels) and the one-sided bootstrap p of \"not better\". "
