@@ -190,6 +190,12 @@ def score_large(net, ds, weights: Path) -> dict:
             "pq_by_size": by_size}
 
 
+def run_record(score, seed: int, code: str) -> dict:
+    """A unit's JSON record: the score of ``train_and_score(then=score_large)`` with its large-set figures."""
+    return {"seed": seed, **{k: v for k, v in score.to_json().items() if k != "extra"}, "large": score.extra,
+            "commit": code, "machine": platform.machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
 def run_units(args) -> None:
     import torch
 
@@ -251,9 +257,7 @@ def run_units(args) -> None:
             ckpt.unlink(missing_ok=True)
             score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed,
                                     checkpoint_path=ckpt, then=then)
-        run = {"seed": seed, **{k: v for k, v in score.to_json().items() if k != "extra"}, "large": score.extra,
-               "commit": code, "machine": platform.machine(),
-               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        run = run_record(score, seed, code)
         with locked(args.table):
             table = load_table(args.table)
             runs = table["architectures"][i]["runs"]

@@ -27,6 +27,7 @@ trainings of about 100 s each on an idle core.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -41,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from _machine import code_version  # noqa: E402
 from ground_truth import (LARGE_EVAL, PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, generated, locked,  # noqa: E402
-                          open_truth_data, score_large)
+                          open_truth_data, run_record, score_large)
 
 from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -105,14 +106,18 @@ def truth_run(work: Path, arch, seed: int, checkpoint: Path) -> dict:
     evaluation split and on the large evaluation set): the run's JSON record."""
     from autopanoptic.engine.scratch import train_and_score
 
-    ds, splits = open_truth_data(work)
-    large = generated(work / "data-large", LARGE_EVAL)
+    ds, splits, large = truth_data(work)
     score = train_and_score(PRESET, tuple(arch), ds, splits.train, ds, splits.eval, TRUTH_RECIPE, seed=seed,
                             checkpoint_path=checkpoint,
                             then=lambda net: score_large(net, large, checkpoint.with_name(checkpoint.stem + "-weights.pt")))
     checkpoint.unlink(missing_ok=True)
-    return {"seed": seed, **{k: v for k, v in score.to_json().items() if k != "extra"}, "large": score.extra,
-            "commit": code_version()}
+    return run_record(score, seed, code_version())
+
+
+@functools.lru_cache(maxsize=None)
+def truth_data(work: Path):
+    """The table's dataset, its splits and the large evaluation set (opened once per process)."""
+    return (*open_truth_data(work), generated(work / "data-large", LARGE_EVAL))
 
 
 def run_searches(args) -> None:
