@@ -105,8 +105,6 @@ def run_stage(name: str, cfg, out: Path, device: str, progress: bool, kwargs) ->
             f(cfg, run, dev, progress, **kwargs)
         return
     _distributed_stage(f, cfg, out, dev, w, progress and w.is_main, kwargs)
-    if distributed.under_torchrun_launcher():  # a torchrun rank, done and its group torn down
-        distributed.leave_process()
 
 
 def _distributed_stage(f, cfg, out: Path, device, w, progress: bool, kwargs) -> None:

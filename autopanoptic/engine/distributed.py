@@ -22,10 +22,8 @@ Without a process group every helper is the identity (rank 0 of 1), so single-pr
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +34,6 @@ import torch
 from autopanoptic.errors import AutopanopticError
 
 __all__ = [
-    "leave_process",
     "DistributedError",
     "World",
     "all_gather_objects",
@@ -419,21 +416,3 @@ def evaluate_sharded(model: torch.nn.Module, dataset: Any, indices: Sequence[int
     if isinstance(result, str):
         raise DistributedError(f"evaluation failed on rank 0: {result}")
     return result
-
-
-def leave_process() -> None:
-    """End this process with exit code 0 after its process group was torn down, without the
-    interpreter's C++ teardown (what multiprocessing's fork workers do too). Finalising a process
-    that ran gloo collectives can abort in a C++ destructor ("terminate called without an active
-    exception", exit code -6: seen in CI in a worker of :mod:`autopanoptic.engine.workers` and in a
-    ``torchrun`` rank, each time after the work had succeeded). The exit functions still run
-    (multiprocessing's finalizers release DataLoader queues' semaphores; logging flushes)."""
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
-
-
-def under_torchrun_launcher() -> bool:
-    """Whether ``torchrun`` (torch elastic) started this process (not :func:`autopanoptic.engine.workers.launch`)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ
