@@ -78,5 +78,20 @@ def _register() -> None:
 _register()
 
 
+def run() -> None:
+    """The ``autopanoptic`` console script (also ``python -m autopanoptic_cli.main``): :func:`main`,
+    ending the process through :func:`autopanoptic.engine.distributed.exit_process`, which in a
+    ``torchrun`` rank skips the C++ teardown that can abort after a successful run."""
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    distributed = sys.modules.get("autopanoptic.engine.distributed")  # not imported: no group joined
+    if distributed is None:
+        sys.exit(code)
+    distributed.exit_process(code)
+
+
 if __name__ == "__main__":  # python -m autopanoptic_cli.main (e.g. under torchrun -m)
-    main()
+    run()

@@ -22,8 +22,10 @@ Without a process group every helper is the identity (rank 0 of 1), so single-pr
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +43,7 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "evaluate_sharded",
+    "exit_process",
     "gather_objects",
     "init_from_env",
     "main_first",
@@ -89,6 +92,7 @@ def world() -> World:
 
 
 _SOLO = False
+_JOINED = False  # this process joined a process group (init_from_env or exit_process's callers)
 
 
 @contextlib.contextmanager
@@ -125,6 +129,8 @@ def init_from_env(device: torch.device | str = "cpu") -> tuple[World, torch.devi
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        global _JOINED
+        _JOINED = True
         try:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         except (RuntimeError, ValueError) as e:
@@ -416,3 +422,32 @@ def evaluate_sharded(model: torch.nn.Module, dataset: Any, indices: Sequence[int
     if isinstance(result, str):
         raise DistributedError(f"evaluation failed on rank 0: {result}")
     return result
+
+
+def exit_process(code: Any = 0, *, joined: bool | None = None) -> None:
+    """End this process with ``code`` (as ``sys.exit(code)`` would: ``None`` is 0, a string is printed
+    and gives 1). In a process that joined a process group (``joined``, by default: whether
+    :func:`init_from_env` joined one here), leave without the interpreter's C++ teardown, as
+    multiprocessing's fork workers do: finalising a process that ran gloo collectives can abort in a
+    C++ destructor ("terminate called without an active exception", exit status -6; seen in CI in a
+    worker of :mod:`autopanoptic.engine.workers` and in a ``torchrun`` rank, each time after the work
+    had succeeded), which would fail a run that succeeded. The exit functions still run first
+    (multiprocessing's finalizers release DataLoader queues' semaphores, logging flushes), and the
+    streams are flushed; call it last, after the group is destroyed and everything is written.
+    """
+    if not (_JOINED if joined is None else joined):
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream must not change the exit status
+            pass
+    os._exit(status & 0xFF)

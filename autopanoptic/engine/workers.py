@@ -19,11 +19,9 @@ True
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import pickle
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 import torch
 
+from autopanoptic.engine.distributed import exit_process
 from autopanoptic.errors import AutopanopticError
 
 __all__ = ["WorkerError", "default_workers", "launch", "usable_cpus"]
@@ -87,16 +86,9 @@ def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callabl
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    # Done, and every rank is past the barrier: leave without the interpreter's teardown (what
-    # multiprocessing's fork workers do too). Finalising a process that ran gloo collectives can
-    # abort in a C++ destructor ("terminate called without an active exception", exit code -6; seen
-    # in 2 CI runs of tests/engine/test_workers.py, with no rank reporting an error), which would fail
-    # a run that succeeded. The exit functions still run first (multiprocessing's finalizers release
-    # the semaphores of DataLoader queues, logging flushes), only the C++ teardown is skipped.
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
+    # Done, and every rank is past the barrier: leave without the C++ teardown, which can abort
+    # (seen in 2 CI runs of tests/engine/test_workers.py, with no rank reporting an error).
+    exit_process(0, joined=True)
 
 
 def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.device | str = "cpu",

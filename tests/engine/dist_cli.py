@@ -32,6 +32,7 @@ _io.atomic_write_bytes = _recording_write
 
 def main(log_dir: Path, args: list[str]) -> None:
     from autopanoptic.engine import evaluate as E
+    from autopanoptic.engine.distributed import exit_process
     from autopanoptic_cli.main import main as cli
 
     evaluate = E.evaluate
@@ -41,11 +42,15 @@ def main(log_dir: Path, args: list[str]) -> None:
         return evaluate(model, dataset, indices, **kwargs)
 
     E.evaluate = recording_evaluate
+    code = 0
     try:
         cli(args, prog_name="autopanoptic")
+    except SystemExit as e:
+        code = e.code
     finally:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(RECORD))
+    exit_process(code)  # as the console script ends (autopanoptic_cli.main.run)
 
 
 if __name__ == "__main__":

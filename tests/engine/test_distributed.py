@@ -242,3 +242,37 @@ def test_the_evaluate_command_under_torchrun_writes_the_single_process_files(ret
     splits = json.loads(files[0]["splits.json"])
     assert len(annotations) == len(splits["eval"]) == 6 and sum(len(a["segments_info"]) for a in annotations) > 0
     assert "report.md" in files[1] and "plots/prediction_5.png" in files[1]
+
+
+_EXITING = """
+import atexit, sys
+from autopanoptic.engine.distributed import exit_process
+atexit.register(lambda: open(sys.argv[1], "w").write("exit functions ran"))
+print("buffered line", end="")
+exit_process(eval(sys.argv[2]), joined=eval(sys.argv[3]))
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize(("code", "joined", "status", "stderr"), [
+    ("0", "True", 0, ""), ("3", "True", 3, ""), ("None", "True", 0, ""), ("'bad news'", "True", 1, "bad news"),
+    ("3", "False", 3, ""), ("'bad news'", "False", 1, "bad news"),
+])
+def test_exit_process_keeps_the_exit_status_runs_the_exit_functions_and_flushes(tmp_path, code, joined, status, stderr):
+    # With or without the hard exit of a process that joined a group, the process ends as sys.exit(code)
+    # would: same status, same message, exit functions run, buffered output kept.
+    marker = tmp_path / "marker"
+    proc = subprocess.run([sys.executable, "-c", _EXITING, str(marker), code, joined], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYTHONUNBUFFERED=""))
+    assert proc.returncode == status, proc.stderr
+    assert proc.stdout == "buffered line"
+    assert proc.stderr.strip() == stderr
+    assert marker.read_text() == "exit functions ran"
+
+
+def test_the_console_script_ends_through_exit_process():
+    # `autopanoptic` is `autopanoptic_cli.main:run` (installed by pyproject.toml), which keeps click's status.
+    exe = Path(sys.executable).parent / "autopanoptic"
+    assert subprocess.run([str(exe), "--version"], capture_output=True, timeout=120).returncode == 0
+    bad = subprocess.run([str(exe), "no-such-command"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no-such-command" in bad.stderr
