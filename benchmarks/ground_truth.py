@@ -16,7 +16,8 @@ The table is one JSON file (``benchmarks/ground_truth/tiny.json``): the recipe, 
 architectures (full-space encoding) and every finished (architecture, seed) unit with its PQ, SQ,
 RQ, loss, time and the commit it ran at. The script resumes from it: units already there are not
 trained again, an interrupted unit resumes from its checkpoint in ``--work``. Two processes share
-the work (``--shard 0/2`` and ``--shard 1/2``); the table is updated under a file lock. Units run in
+the work (``--shard 0/2`` and ``--shard 1/2``): each takes its share first, then any unit no other process
+is training (a per-unit ``flock`` in ``--work/claims``); the table is updated under a file lock. Units run in
 architecture-major order (all seeds of architecture 0, then of 1, ...), so the reliability of the
 per-architecture means can be measured from the first architectures on.
 
@@ -107,6 +108,20 @@ def locked(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def claimed(path: Path):
+    """The open lock file of one unit if this process could claim it (an exclusive ``flock``, released
+    when the file is closed or the process dies), else ``None``: a process whose own share is done takes
+    units of the others' shares that no one is training."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
 
 
 def load_table(path: Path) -> dict | None:
@@ -239,9 +254,12 @@ def run_units(args) -> None:
     units = [(a["index"], s) for a in table["architectures"] for s in table["seeds"]]
     mine = [u for j, u in enumerate(units) if j % n == k]
     started = time.perf_counter()
-    for i, seed in mine:
+    for i, seed in mine + [u for u in units if u not in mine]:  # its own share first, then what others left
         table = load_table(args.table)
         if any(r["seed"] == seed for r in table["architectures"][i]["runs"]):
+            continue
+        claim = claimed(args.work / "claims" / f"arch{i:03d}-seed{seed}.lock")
+        if claim is None:  # another process is training it
             continue
         if args.budget_minutes and time.perf_counter() - started > 60 * args.budget_minutes:
             print(f"shard {args.shard}: budget of {args.budget_minutes} min spent; stopping", flush=True)
@@ -266,6 +284,7 @@ def run_units(args) -> None:
                 runs.sort(key=lambda r: r["seed"])
                 atomic_write_json(args.table, table)
         ckpt.unlink(missing_ok=True)
+        claim.close()
         print(f"arch {i} seed {seed}: PQ {100 * score.pq:.1f} (on {len(large)} more images {100 * score.extra['pq']:.1f}) "
               f"loss {score.loss:.3f} ({score.seconds:.0f} s)", flush=True)
 

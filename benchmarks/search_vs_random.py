@@ -20,6 +20,13 @@ overrides, e.g. the estimator study's best fitness::
 
     nice -n 10 .venv/bin/python benchmarks/search_vs_random.py --set train.holdout_val=true --set train.steps=900
 
+On 2 cores, two processes (``--shard 0/2`` and ``--shard 1/2``) each take every other supernet seed
+(every other search seed when there is one supernet seed); results are appended under a file lock.
+A training-free fitness does not depend on the supernet (``search.fitness=naswot`` scores fresh
+networks seeded by ``search.seed``): give it one supernet seed and ten search seeds::
+
+    nice -n 10 .venv/bin/python benchmarks/search_vs_random.py --set search.fitness=naswot --supernet-seeds 1 --search-seeds 10
+
 Cost per search: the supernet (shared by the searches on it), the search, and ``--truth-seeds``
 trainings of about 100 s each on an idle core.
 """
@@ -124,9 +131,12 @@ def run_searches(args) -> None:
     import torch
 
     torch.set_num_threads(1)
+    k_shard, n_shard = (int(x) for x in args.shard.split("/"))
     for s in range(args.supernet_seeds):
         for policy in args.policies:
             for k in range(args.search_seeds):
+                if (s if args.supernet_seeds > 1 else k) % n_shard != k_shard:
+                    continue
                 key = {"supernet_seed": s, "search_seed": k, "policy": policy, "overrides": list(args.overrides)}
                 done = json.loads(args.results.read_text())["searches"] if args.results.exists() else []
                 if any({x: e[x] for x in key} == key and len(e["runs"]) >= args.truth_seeds for e in done):
@@ -193,6 +203,8 @@ def main() -> None:
     ap.add_argument("--search-seeds", type=int, default=2)
     ap.add_argument("--truth-seeds", type=int, default=3)
     ap.add_argument("--policies", nargs="+", default=["path-priority"])
+    ap.add_argument("--shard", default="0/1", help="K/N: this process takes supernet seeds K, K+N, ... (each "
+                    "supernet is trained by one process), or search seeds K, K+N, ... with one supernet seed")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides of the search")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "search-vs-random.md")
