@@ -47,11 +47,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from _machine import code_version  # noqa: E402
+from _machine import code_version, cpu_name, write_page  # noqa: E402
 from ground_truth import (LARGE_EVAL, PRESET, TABLE, TRUTH_DATA, TRUTH_RECIPE, generated, locked,  # noqa: E402
                           open_truth_data, run_record, score_large)
 
-from autopanoptic.io import atomic_write_json, atomic_write_text  # noqa: E402
+from autopanoptic.io import atomic_write_json  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "ground_truth" / "searches-tiny.json"
 
@@ -191,6 +191,19 @@ def report(args) -> str:
         L.append("| - | - | 0 | - | - | - | - |")
     L += ["", "Targets (issue 13): the searched architecture beats the random mean in at least 8 of 10 searches, "
           "p < 0.05, median percentile in the top quarter (75 or more).", ""]
+    if searches:
+        L += ["## Each search", "",
+              "Truth PQ of the chosen architecture: each training seed, and the mean's percentile among the table's "
+              "architecture means. Search time on one core of " f"{cpu_name()} (niced, beside other work).", "",
+              "| policy | settings | supernet seed | search seed | fitness | evaluations | search s | truth PQ (seeds) | "
+              "mean | percentile |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for e in sorted(searches, key=lambda e: (e["policy"], e["overrides"], e["supernet_seed"], e["search_seed"])):
+            pq = [100 * r["pq"] for r in e["runs"]]
+            L.append(f"| {e['policy']} | {' '.join(e['overrides']) or 'defaults'} | {e['supernet_seed']} | "
+                     f"{e['search_seed']} | {e['fitness']:.4g} | {e['evaluations']} | {e['search_seconds']:.0f} | "
+                     f"{', '.join(f'{v:.1f}' for v in pq)} | {np.mean(pq):.1f} | "
+                     f"{100 * gt.percentile(np.mean(pq) / 100, min_seeds=n_seeds):.0f} |")
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -213,7 +226,7 @@ def main() -> None:
         run_searches(args)
     text = report(args)
     print(text)
-    atomic_write_text(args.out, text)
+    write_page(args.out, text)
 
 
 if __name__ == "__main__":
