@@ -191,6 +191,20 @@ def report(args) -> str:
         L.append("| - | - | 0 | - | - | - | - |")
     L += ["", "Targets (issue 13): the searched architecture beats the random mean in at least 8 of 10 searches, "
           "p < 0.05, median percentile in the top quarter (75 or more).", ""]
+    keys = sorted(groups)
+    if len(keys) > 1:
+        L += ["## Settings against each other", "",
+              "Mean truth PQ of the architectures one setting's searches chose minus another's (independent searches: "
+              "a bootstrap interval of each sample resampled separately, and the one-sided permutation p of \"not "
+              "greater\", `autopanoptic.search.stats.difference_of_means`).", "",
+              "| searches A | searches B | A - B (PQ) [95%] | p (A not greater) |", "|---|---|---|---|"]
+        name = lambda k: f"{k[0]} {' '.join(k[1]) or 'defaults'}"  # noqa: E731
+        truth = {k: [100 * np.mean([r["pq"] for r in e["runs"]]) for e in groups[k]] for k in keys}
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                d, lo, hi, p = stats.difference_of_means(truth[a], truth[b], n_boot=4000, n_perm=4000)
+                L.append(f"| {name(a)} | {name(b)} | {d:+.1f} [{lo:+.1f}, {hi:+.1f}] | {p:.3f} |")
+        L.append("")
     if searches:
         L += ["## Each search", "",
               "Truth PQ of the chosen architecture: each training seed, and the mean's percentile among the table's "

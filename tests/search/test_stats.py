@@ -173,3 +173,22 @@ def test_best_of_k_percentile_orders_estimators_by_what_they_know(seed, k):
     expected = sum((r / (n - 1)) * comb(r, k - 1) / comb(n, k) for r in range(k - 1, n))  # P(max has rank r)
     assert perfect[0] == pytest.approx(expected, abs=0.03)
     assert 0 <= perfect[1] <= perfect[0] <= perfect[2] <= 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(3, 12), st.integers(3, 12))
+def test_difference_of_means_finds_a_shift_and_not_noise(seed, n, m):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 1, n), rng.normal(0, 1, m)
+    d, lo, hi, p = stats.difference_of_means(a + 10, b, n_boot=300, n_perm=300, seed=seed)
+    assert d == pytest.approx(a.mean() + 10 - b.mean()) and lo <= d <= hi and lo > 0
+    q = 1 / comb(n + m, n)  # only the observed split of the labels reaches a shift of 10 sd
+    assert abs(p - q) <= 4 * (q * (1 - q) / 300) ** 0.5 + 1 / 301
+    back = stats.difference_of_means(b, a + 10, n_boot=300, n_perm=300, seed=seed)
+    assert back[0] == pytest.approx(-d) and back[3] > 0.99
+    # without a shift, "greater" is found about as often as a level says: p is uniform under the null
+    ps = [stats.difference_of_means(rng.normal(0, 1, n), rng.normal(0, 1, m), n_boot=10, n_perm=200, seed=s)[3]
+          for s in range(60)]
+    assert 0.02 <= np.mean(np.array(ps) < 0.2) <= 0.45
+    with pytest.raises(ValueError):
+        stats.difference_of_means([], b)
