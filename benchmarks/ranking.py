@@ -273,7 +273,9 @@ def report(args, data: dict) -> str:
         layer = data.get("_fewshot_layer", {}).get(fs, "?")
         add(f"{fs}:pq", f"few-shot `{fs}`: children split on `{layer}`, search fitness", data[f"{fs}:pq"],
             f"children {train_s / 60:.0f} min + {cost(fs + ':pq')}" if train_s else cost(fs + ":pq"))
-    bias = paired_section(kept, idx, truth) + op_bias_section(args, data, gt, idx, truth, space)
+    bias = (paired_section(kept, idx, truth, "holdout:pq", "the current default")
+            + paired_section(kept, idx, truth, "demo:pq", "the former default")
+            + op_bias_section(args, data, gt, idx, truth, space))
     perfect_pick = stats.best_of_k_percentile(truth, truth, min(PICK_K, len(idx)), seed=0)[0]
     L = ["# Estimators against the ground truth", "",
          "Kendall's tau and Spearman's rho between each estimator and the ground-truth mean PQ "
@@ -306,14 +308,15 @@ def report(args, data: dict) -> str:
     return "\n".join(L + bias) + "\n"
 
 
-def paired_section(kept: dict, idx: list[int], truth, base: str = "demo:pq") -> list[str]:
-    """Each estimator's tau minus the default search fitness's (``base``), paired on the same architectures."""
+def paired_section(kept: dict, idx: list[int], truth, base: str, which: str) -> list[str]:
+    """Each estimator's tau minus that of a default search fitness (``base``, ``which`` default it is:
+    the current or a former one), paired on the same architectures."""
     from autopanoptic.search import stats
 
     if base not in kept:
         return []
     base_label, base_vals = kept[base]
-    L = ["## Better than the former default search fitness?", "",
+    L = [f"## Better than {which} search fitness?", "",
          f"Each estimator's Kendall tau minus that of {base_label} on the same architectures, with a 95% "
          "bootstrap interval over architectures resampled *in pairs* (`autopanoptic.search.stats.paired_difference`: "
          "the noise both share, the truth's included, cancels) and the one-sided bootstrap p of \"not better\". "
