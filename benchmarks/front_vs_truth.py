@@ -130,7 +130,7 @@ def report(args) -> str:
     from autopanoptic.nn.latency import LatencyTable
     from autopanoptic.search.pareto import pareto_indices
 
-    gt = GroundTruth.load(args.table)
+    gt = GroundTruth.load(args.table).settled()  # the same seeds for every architecture while the table grows
     path = args.work / "latency-cpu.json"
     L = ["# The searched accuracy / latency front against the ground truth", "",
          "Made by `benchmarks/front_vs_truth.py` (see its docstring for the method); per-point runs in "

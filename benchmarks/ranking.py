@@ -203,7 +203,7 @@ def report(args, data: dict) -> str:
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.search import stats
 
-    gt = GroundTruth.load(args.table)
+    gt = GroundTruth.load(args.table).settled()  # the same seeds for every architecture while the table grows
     values = gt.table(args.truth_key)
     n_seeds = max(len(v) for v in values)
     idx = [i for i, v in enumerate(values) if len(v) == n_seeds]

@@ -165,7 +165,7 @@ def report(args) -> str:
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.search import stats
 
-    gt = GroundTruth.load(args.table)
+    gt = GroundTruth.load(args.table).settled()  # the same seeds for every architecture while the table grows
     n_seeds = max(len(r) for r in gt.runs)
     _, means = gt.means(min_seeds=n_seeds)
     searches = json.loads(args.results.read_text())["searches"] if args.results.exists() else []

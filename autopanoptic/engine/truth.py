@@ -131,6 +131,28 @@ class GroundTruth:
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise DataError(f"{source}: not a ground-truth table ({type(e).__name__}: {e})") from None
 
+    def with_seeds(self, seeds: Sequence[int]) -> GroundTruth:
+        """The table with only the runs of ``seeds``."""
+        keep = {int(s) for s in seeds}
+        return attrs.evolve(self, runs=tuple(tuple(r for r in rs if int(r["seed"]) in keep) for rs in self.runs))
+
+    def settled(self) -> GroundTruth:
+        """The table on the seeds every architecture has finished (0 .. k-1, the largest such k), so that
+        every mean averages as many trainings: while a table grows by more seeds (``--seeds 6``), its
+        comparisons stay on the seeds it had. While the first seeds still run (k = 0), the table as it is.
+
+        >>> gt = GroundTruth(preset="tiny", exclude_ops=(), data={}, recipe={}, archs=((0,), (1,)),
+        ...                  runs=(({"seed": 0, "pq": 0.5}, {"seed": 1, "pq": 0.6}, {"seed": 2, "pq": 0.7}),
+        ...                        ({"seed": 0, "pq": 0.4}, {"seed": 1, "pq": 0.5})))
+        >>> [len(rs) for rs in gt.settled().runs]
+        [2, 2]
+        """
+        done = [{int(r["seed"]) for r in rs} for rs in self.runs]
+        k = 0
+        while done and all(k in d for d in done):
+            k += 1
+        return self.with_seeds(range(k)) if k else self
+
     def table(self, key: str = "pq") -> list[list[float]]:
         """Per architecture, the ``key`` of each finished seed that has it (possibly none).
 
@@ -223,7 +245,7 @@ def comparison(cfg: Any, pq: float) -> list[str]:
     if path is None:
         return ["No ground-truth table for this configuration (`eval.ground_truth`); no comparison."]
     try:
-        gt = GroundTruth.load(path)
+        gt = GroundTruth.load(path).settled()
     except DataError as e:
         return [f"The ground-truth table could not be read: {e}"]
     why = gt.mismatch(cfg)

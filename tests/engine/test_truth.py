@@ -287,3 +287,18 @@ def test_the_tiny_truth_preset_is_the_tables_setting_and_tiny_is_not():
     assert gt.mismatch(load_config("tiny-truth")) is None
     assert gt.mismatch(load_config("tiny")).startswith("data.")  # the demo's own data: no comparison
     assert gt.mismatch(load_config("tiny-truth", ["retrain.steps=1000"])) is not None
+
+
+def test_a_growing_table_compares_on_the_seeds_every_architecture_has():
+    # 30 architectures with 3 seeds; 5 of them already have 2 more (a table growing by --seeds 5)
+    rng = np.random.default_rng(1)
+    rows = [list(0.4 + rng.normal(0, 0.01, 5 if i < 5 else 3)) for i in range(30)]
+    gt = GroundTruth.from_json(table(rows))
+    assert len(gt.means(min_seeds=5)[0]) == 5  # only the grown ones: what a comparison must not use
+    settled = gt.settled()
+    assert [len(rs) for rs in settled.runs] == [3] * 30
+    archs, means = settled.means(min_seeds=3)
+    assert len(archs) == 30 and means == pytest.approx([np.mean(r[:3]) for r in rows])
+    assert settled.with_seeds([0]).table() == [[r[0]] for r in rows]
+    first = GroundTruth.from_json(table([[0.1, 0.2], [0.3], []]))  # the first seeds still running
+    assert first.settled() is first
