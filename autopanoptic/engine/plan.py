@@ -83,8 +83,16 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
             budget += f"; Pareto set of {', '.join(s.objectives)} in search/pareto.json"
             if s.front_points and s.policy in ("path-priority", "guided"):
                 budget += f", plus up to {s.front_points} composites along the {s.policy} front against {s.objectives[1]}"
-        lines.append(f"search: {s.policy}, {what}, each on {len(splits.val)} validation images after BN "
-                     f"recalibration on {s.calib_batches} x {s.calib_batch_size} images{budget}")
+        if s.fitness == "naswot":
+            from autopanoptic.nn.proxies import NASWOT_IMAGES
+
+            each = (f"each the NASWOT score of the freshly initialised network on {NASWOT_IMAGES} calibration "
+                    "images (no supernet weights)")
+        else:
+            scored = "PQ" if s.fitness == "pq" else "the supernet's loss"
+            each = (f"each {scored} on {len(splits.val)} validation images after BN recalibration on "
+                    f"{s.calib_batches} x {s.calib_batch_size} images")
+        lines.append(f"search: {s.policy}, {what}, {each}{budget}")
     rt = cfg.retrain
     if "retrain" in stages:
         lines.append(f"retrain: preset {rt.preset or cfg.model.preset}, {rt.steps} steps x {rt.batch_size} images, "

@@ -201,6 +201,15 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert not (tmp_path / "plan").exists()
 
 
+@pytest.mark.parametrize(("fitness", "words"), [("pq", "each PQ on"), ("loss", "each the supernet's loss on"),
+                                                ("naswot", "each the NASWOT score of the freshly initialised network")])
+def test_the_dry_run_says_what_the_search_scores(tmp_path, fitness, words):
+    res = cli("search", "--out", str(tmp_path / "plan"), "--dry-run", *TINY, "--set", f"search.fitness={fitness}")
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("search:"))
+    assert words in line and ("validation images" in line) == (fitness != "naswot")
+
+
 def test_full_demo_prints_pq_and_the_report(tmp_path):
     out = tmp_path / "demo"
     res = cli("demo", "--out", str(out), "--device", "cpu", "--no-progress", *TINY)
