@@ -81,13 +81,17 @@ def trained_supernet(work: Path, overrides, supernet_seed: int, cfg) -> Path:
     """The folder of the supernet of ``supernet_seed`` with ``overrides`` (trained, or resumed, here;
     shared by every search with those settings, also by ``front_vs_truth.py``)."""
     from autopanoptic.engine import pipeline
-    from autopanoptic.engine.runs import RunDir
+    from autopanoptic.engine.runs import RunDir, RunLockedError
 
     sup_dir = work / "searches" / f"supernet{supernet_seed}-{tag_of(supernet_overrides(overrides))}"
-    with RunDir(sup_dir) as run:
-        data = pipeline.prepare_data(cfg, run, progress=False)
-        pipeline.train_supernet(cfg, run, data, progress=False)
-    return sup_dir
+    while True:
+        try:
+            with RunDir(sup_dir) as run:
+                data = pipeline.prepare_data(cfg, run, progress=False)
+                pipeline.train_supernet(cfg, run, data, progress=False)
+            return sup_dir
+        except RunLockedError:  # another process checks (or trains) the same supernet: wait for it
+            time.sleep(10)
 
 
 def search_on(sup_dir: Path, name: str, cfg):
