@@ -345,7 +345,8 @@ def report(path: Path) -> str:
          f"per process, two processes; median {_f(float(np.median(secs)) if secs else float('nan'), 0)} s per run "
          "(the machine was shared with other work).", "",
          "## Progress", "",
-         f"{n_units} of {total} runs finished; {len(full_archs)} architectures have all {len(raw['seeds'])} seeds. "
+         f"{n_units} of {total} runs finished; {sum(len(rs) >= len(raw['seeds']) for rs in gt.runs)} architectures have "
+         f"all {len(raw['seeds'])} seeds; the means below use the {n_settled} every architecture has. "
          "The script resumes from the table; to continue (two processes on two cores):", "",
          "```bash",
          "nice -n 10 .venv/bin/python benchmarks/ground_truth.py --shard 0/2 &",
