@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from _machine import cpu_name, write_page  # noqa: E402
 from ground_truth import TABLE, TRUTH_DATA, locked  # noqa: E402
-from search_vs_random import search_config, search_on, trained_supernet, truth_run  # noqa: E402
+from search_vs_random import search_config, search_on, settings_words, trained_supernet, truth_run  # noqa: E402
 
 from autopanoptic.io import atomic_write_json  # noqa: E402
 
@@ -158,7 +158,7 @@ def report(args) -> str:
         c = compare(t_pts, f_pts)
         if len(done) == len(e["points"]):
             ratios.append(c["ratio"])
-        L.append(f"| {e['supernet_seed']} | {' '.join(e['overrides']) or 'defaults'} | {len(done)} / "
+        L.append(f"| {e['supernet_seed']} | {settings_words(e['overrides'])} | {len(done)} / "
                  f"{len(e['points'])} | {c['ratio']:.2f} | {c['undominated']} of {len(done)} |")
     if not fronts:
         L.append("| - | - | - | - | - |")

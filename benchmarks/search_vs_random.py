@@ -67,6 +67,11 @@ def search_config(work: Path, overrides, supernet_seed: int, search_seed: int, p
     ])
 
 
+def settings_words(overrides) -> str:
+    """The overrides of a set of searches as the pages name them (``defaults`` when there are none)."""
+    return " ".join(overrides) or "defaults"
+
+
 def supernet_overrides(overrides) -> list[str]:
     """The overrides that change the supernet (not those of the search, retraining or evaluation):
     searches that differ only in those share a supernet."""
@@ -189,7 +194,7 @@ def report(args) -> str:
         pct = [100 * gt.percentile(v, min_seeds=n_seeds) for v in pq]
         lo, hi = stats.bootstrap_mean_ci(diff, n_boot=4000) if len(diff) > 1 else (float("nan"),) * 2
         _, p = stats.wilcoxon_signed_rank(diff)
-        L.append(f"| {policy} | {' '.join(ov) or 'defaults'} | {len(es)} | {np.median(pct):.0f} | "
+        L.append(f"| {policy} | {settings_words(ov)} | {len(es)} | {np.median(pct):.0f} | "
                  f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] | {int((diff > 0).sum())} of {len(es)} | {p:.3f} |")
     if not searches:
         L.append("| - | - | 0 | - | - | - | - |")
@@ -198,7 +203,7 @@ def report(args) -> str:
     keys = sorted(groups)
     if len(keys) > 1:
         ref = min(keys, key=lambda k: (len(k[1]), k[0] != "path-priority", k))  # the fewest overrides: the default
-        name = lambda k: f"{k[0]} {' '.join(k[1]) or 'defaults'}"  # noqa: E731
+        name = lambda k: f"{k[0]} {settings_words(k[1])}"  # noqa: E731
         L += ["## Against the reference searches", "",
               f"Mean truth PQ of the architectures each setting's searches chose minus that of the reference "
               f"({name(ref)}: the fewest overrides), with a bootstrap interval (each sample resampled separately: "
@@ -219,7 +224,7 @@ def report(args) -> str:
               "mean | percentile |", "|---|---|---|---|---|---|---|---|---|---|"]
         for e in sorted(searches, key=lambda e: (e["policy"], e["overrides"], e["supernet_seed"], e["search_seed"])):
             pq = [100 * r["pq"] for r in e["runs"]]
-            L.append(f"| {e['policy']} | {' '.join(e['overrides']) or 'defaults'} | {e['supernet_seed']} | "
+            L.append(f"| {e['policy']} | {settings_words(e['overrides'])} | {e['supernet_seed']} | "
                      f"{e['search_seed']} | {e['fitness']:.4g} | {e['evaluations']} | {e['search_seconds']:.0f} | "
                      f"{', '.join(f'{v:.1f}' for v in pq)} | {np.mean(pq):.1f} | "
                      f"{100 * gt.percentile(np.mean(pq) / 100, min_seeds=n_seeds):.0f} |")

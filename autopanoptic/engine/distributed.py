@@ -92,7 +92,7 @@ def world() -> World:
 
 
 _SOLO = False
-_JOINED = False  # this process joined a process group (init_from_env or exit_process's callers)
+_JOINED = False  # init_from_env joined a process group in this process (exit_process's default)
 
 
 @contextlib.contextmanager
