@@ -251,7 +251,9 @@ def run_units(args) -> None:
             raise SystemExit(f"{args.table}: {why}; use another --table")
     ds, splits = open_truth_data(args.work, data)
     large = generated(args.work / "data-large", large_cfg)
-    units = [(a["index"], s) for a in table["architectures"] for s in table["seeds"]]
+    # seed-major: while the table grows, every architecture gains its next seed before any gains two,
+    # so the comparisons (which keep the seeds every architecture has: GroundTruth.settled) gain too
+    units = [(a["index"], s) for s in table["seeds"] for a in table["architectures"]]
     mine = [u for j, u in enumerate(units) if j % n == k]
     started = time.perf_counter()
     for i, seed in mine + [u for u in units if u not in mine]:  # its own share first, then what others left
