@@ -63,6 +63,17 @@ class Cache:
         atomic_write_json(self.path, self.data)
 
 
+def supernet_cost(run_dir: Path) -> str:
+    """A supernet's training cost from its run log: its steps and their median images/s (wall time
+    would measure whatever else the machine ran, and a resumed training has several)."""
+    from autopanoptic.engine.logs import read_log
+
+    log = run_dir / "metrics.jsonl"
+    ips = [r["images_per_s"] for r in (read_log(log) if log.exists() else [])
+           if r.get("kind") == "step" and r.get("stage") == "supernet" and r.get("images_per_s")]
+    return f"supernet {len(ips)} steps at {np.median(ips):.0f} images/s" if ips else "supernet"
+
+
 PICK_K = 16  # the pick column: best of this many random table architectures
 
 
@@ -240,8 +251,7 @@ def report(args, data: dict) -> str:
     for key in sorted(k for k in data if k.startswith("scratch-")):
         add(key, f"trained from scratch for {key.split('-')[1]} steps (1 seed)", data[key], cost(key))
     for name in [k[:-3] for k in data if k.endswith(":pq") and not k.endswith("pool-pq") and "fewshot" not in k]:
-        train_s = data.get("_train_seconds", {}).get(name)
-        tcost = f"supernet {train_s / 60:.0f} min" if train_s else "supernet"
+        tcost = supernet_cost(args.work / "supernets" / name)
         add(f"{name}:pq", f"supernet `{name}`: search fitness (PQ, 100 val images)", data[f"{name}:pq"],
             f"{tcost} + {cost(name + ':pq')}")
         add(f"{name}:loss", f"supernet `{name}`: validation loss (lower is better)", data.get(f"{name}:loss", {}),
