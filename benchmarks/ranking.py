@@ -279,10 +279,10 @@ def report(args, data: dict) -> str:
             add(f"{name}:per-op", f"supernet `{name}`: per-op rank scoring over {len(pool)} random paths", vals,
                 f"{len(pool)} fitness evaluations")
     for fs in [k[:-3] for k in data if k.endswith(":pq") and "fewshot" in k]:
-        train_s = data.get("_train_seconds", {}).get(fs)
         layer = data.get("_fewshot_layer", {}).get(fs, "?")
+        steps = fs.rsplit("fewshot", 1)[1]  # wall time would count pauses and load: say what was trained
         add(f"{fs}:pq", f"few-shot `{fs}`: children split on `{layer}`, search fitness", data[f"{fs}:pq"],
-            f"children {train_s / 60:.0f} min + {cost(fs + ':pq')}" if train_s else cost(fs + ":pq"))
+            f"one child per op of `{layer}`, {steps} steps each from the supernet + {cost(fs + ':pq')}")
     bias = (paired_section(kept, idx, truth, "holdout:pq", "the current default")
             + paired_section(kept, idx, truth, "demo:pq", "the former default")
             + op_bias_section(args, data, gt, idx, truth, space))
