@@ -138,9 +138,7 @@ def measure(args) -> dict:
                 data = pipeline.prepare_data(cfg, run, progress=False)
                 for part in ("train", "val", "eval"):
                     assert getattr(data.splits, part) == getattr(splits, part), f"{part} split differs from the table's"
-                t = time.perf_counter()
                 pipeline.train_supernet(cfg, run, data, progress=False)
-                cache.data.setdefault("_train_seconds", {}).setdefault(name, time.perf_counter() - t)
                 sup = pipeline.load_supernet(cfg, run, data)
             calib = calibration_batches(ds, data.splits.calib, 4, 4, "cpu")
             r = pipeline.restriction_for(cfg, sup.search_space)
@@ -163,10 +161,8 @@ def measure(args) -> dict:
                 pool_fit = [cache.get(f"{name}:pool-pq", k) for k in pool]
                 layer = most_influential_layer(r.sub.n_choices, [r.to_sub(a) for a in pool.values()], pool_fit)
                 fs = f"{name}+fewshot{args.fewshot_steps}"
-                t = time.perf_counter()
                 children = train_children(sup, r, layer, ds, pipeline.supernet_pool(cfg, splits), cfg.train,
                                           steps=args.fewshot_steps, checkpoint_dir=args.work / "supernets" / fs)
-                cache.data.setdefault("_train_seconds", {}).setdefault(fs, time.perf_counter() - t)
                 cache.data.setdefault("_fewshot_layer", {})[fs] = sup.search_space.layers[layer].name
                 each(f"{fs}:pq", lambda i, a: path_fitness(children[a[layer]], a, ds, splits.val, calib))
                 children = None
