@@ -75,19 +75,22 @@ LARGE_EVAL = DataConfig(synthetic_images=1000, synthetic_size=64, synthetic_seed
 LARGE_STEP = 200
 
 
-def settings(steps: int | None = None, image_size: int | None = None) -> tuple[DataConfig, RetrainConfig, DataConfig]:
+def settings(steps: int | None = None, image_size: int | None = None, batch_size: int | None = None,
+             lr: float | None = None) -> tuple[DataConfig, RetrainConfig, DataConfig]:
     """The data, recipe and large evaluation set of a table: the defaults above, or a pilot's
-    (``--steps`` / ``--image-size``, written to another ``--table`` and ``--work``)."""
+    (``--steps`` / ``--image-size`` / ``--batch-size`` / ``--lr``, written to another ``--table`` and
+    ``--work``)."""
     size = {"synthetic_size": image_size} if image_size else {}
-    return (attrs.evolve(TRUTH_DATA, **size), attrs.evolve(TRUTH_RECIPE, **({"steps": steps} if steps else {})),
-            attrs.evolve(LARGE_EVAL, **size))
+    recipe = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v}
+    return attrs.evolve(TRUTH_DATA, **size), attrs.evolve(TRUTH_RECIPE, **recipe), attrs.evolve(LARGE_EVAL, **size)
 
 
 def header(n_archs: int, n_seeds: int, arch_seed: int, data: DataConfig = TRUTH_DATA,
-           recipe: RetrainConfig = TRUTH_RECIPE, large: DataConfig = LARGE_EVAL) -> dict:
+           recipe: RetrainConfig = TRUTH_RECIPE, large: DataConfig = LARGE_EVAL, workers: int = 1) -> dict:
     cfg = config_to_dict(Config(data=data, retrain=recipe))
     return {
         "format": FORMAT, "preset": PRESET, "exclude_ops": list(EXCLUDE_OPS), "arch_seed": arch_seed,
+        **({"workers": workers} if workers > 1 else {}),  # each batch sliced over them (recipe.parallel)
         "n_archs": n_archs, "seeds": list(range(n_seeds)), "data": cfg["data"], "recipe": cfg["retrain"],
         "metric_note": "pq/sq/rq as fractions on the evaluation split; loss = mean training loss of the last "
                        "10% of the steps",
@@ -211,23 +214,42 @@ def run_record(score, seed: int, code: str) -> dict:
             "commit": code, "machine": platform.machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def train_unit(work: str, data: DataConfig, large_cfg: DataConfig, arch: tuple, recipe: RetrainConfig, seed: int,
+               ckpt: str):
+    """One (architecture, seed) unit: trained from scratch and scored on the table's evaluation images and
+    on the large set. Under ``--workers N`` every worker runs it (each batch sliced over them); the first
+    alone scores the large set and keeps the weights."""
+    from autopanoptic.engine.distributed import world
+    from autopanoptic.engine.scratch import train_and_score
+
+    ds, splits = open_truth_data(Path(work), data)
+    main = world().is_main
+    large = generated(Path(work) / "data-large", large_cfg) if main else None
+    weights = Path(work) / "weights" / Path(ckpt).name
+    return train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed, checkpoint_path=ckpt,
+                           then=(lambda net: score_large(net, large, weights)) if main else None)
+
+
 def run_units(args) -> None:
     import torch
 
-    from autopanoptic.engine.scratch import train_and_score
+    from autopanoptic.engine.workers import launch
     from autopanoptic.errors import CheckpointError
 
     torch.set_num_threads(1)
     code = code_version()  # the code this process runs, read once: HEAD may move while it trains
-    data, recipe, large_cfg = settings(args.steps, args.image_size)
-    if (data, recipe) != (TRUTH_DATA, TRUTH_RECIPE) and args.table == TABLE:
-        raise SystemExit(f"--steps / --image-size make a pilot table: give it its own --table and --work, not {TABLE}")
+    data, recipe, large_cfg = settings(args.steps, args.image_size, args.batch_size, args.lr)
+    if ((data, recipe) != (TRUTH_DATA, TRUTH_RECIPE) or args.workers > 1) and args.table == TABLE:
+        raise SystemExit("--steps / --image-size / --batch-size / --lr / --workers make a pilot table: give it its "
+                         f"own --table and --work, not {TABLE}")
+    if args.workers > 1 and recipe.batch_size % args.workers:
+        raise SystemExit(f"--workers {args.workers} must divide the batch of {recipe.batch_size} images")
     k, n = (int(x) for x in args.shard.split("/"))
     with locked(args.table):
         table = load_table(args.table)
         if table is None:
             space, archs = draw_archs(args.archs, args.arch_seed)
-            table = header(args.archs, args.seeds, args.arch_seed, data, recipe, large_cfg)
+            table = header(args.archs, args.seeds, args.arch_seed, data, recipe, large_cfg, args.workers)
             table["architectures"] = [{"index": i, "arch": list(a), "runs": []} for i, a in enumerate(archs)]
             atomic_write_json(args.table, table)
     if args.archs > table["n_archs"] or args.seeds > len(table["seeds"]):  # grow it: more draws, more seeds
@@ -236,7 +258,10 @@ def run_units(args) -> None:
             atomic_write_json(args.table, table)
     from autopanoptic.engine.truth import same_settings
 
-    want = header(table["n_archs"], len(table["seeds"]), table["arch_seed"], data, recipe, large_cfg)
+    want = header(table["n_archs"], len(table["seeds"]), table["arch_seed"], data, recipe, large_cfg, args.workers)
+    if table.get("workers", 1) != args.workers:
+        raise SystemExit(f"{args.table} was trained on {table.get('workers', 1)} worker(s), not --workers "
+                         f"{args.workers}; use another --table")
     if "large_eval" not in table:  # a table begun before the large evaluation set existed
         with locked(args.table):
             table = load_table(args.table)
@@ -249,7 +274,7 @@ def run_units(args) -> None:
         why = same_settings(table[key], want[key], section)  # new config keys must keep their defaults
         if why is not None:
             raise SystemExit(f"{args.table}: {why}; use another --table")
-    ds, splits = open_truth_data(args.work, data)
+    open_truth_data(args.work, data)  # generated once, here, before any worker opens it
     large = generated(args.work / "data-large", large_cfg)
     # seed-major: while the table grows, every architecture gains its next seed before any gains two,
     # so the comparisons (which keep the seeds every architecture has: GroundTruth.settled) gain too
@@ -268,15 +293,13 @@ def run_units(args) -> None:
             return
         arch = tuple(table["architectures"][i]["arch"])
         ckpt = args.work / "checkpoints" / f"arch{i:03d}-seed{seed}.pt"
-        then = lambda net: score_large(net, large, args.work / "weights" / ckpt.name)  # noqa: E731
+        unit = (str(args.work), data, large_cfg, arch, recipe, seed, str(ckpt))
         try:
-            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed,
-                                    checkpoint_path=ckpt, then=then)
+            score = launch(args.workers, train_unit, unit)
         except CheckpointError as e:  # e.g. written by an older release: this unit starts again
             print(f"arch {i} seed {seed}: {e}; training it from the start", flush=True)
             ckpt.unlink(missing_ok=True)
-            score = train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed,
-                                    checkpoint_path=ckpt, then=then)
+            score = launch(args.workers, train_unit, unit)
         run = run_record(score, seed, code)
         with locked(args.table):
             table = load_table(args.table)
@@ -434,7 +457,9 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.errors import DataError
 
-    rows = []
+    from autopanoptic.search import stats
+
+    rows, diffs = [], []
     for p in pilots:
         try:
             pilot = GroundTruth.load(p)
@@ -446,8 +471,13 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
         if not keep:
             continue
         big = raw.get("large_eval", {}).get("synthetic_images")
-        for label, table, key in ((f"`{p.name}`: {raw['recipe']['steps']} steps, {raw['data']['synthetic_size']} px",
-                                   pilot, "pq"),
+        rec = raw["recipe"]
+        name = (f"`{p.name}`: {rec['steps']} steps of batch {rec['batch_size']}, lr {rec['lr']}, "
+                f"{raw['data']['synthetic_size']} px" + (f", {raw['workers']} workers" if raw.get("workers", 1) > 1 else ""))
+        d = [100 * (np.mean(pilot.table("pq")[i]) - np.mean(gt.table("pq")[i])) for i in keep]
+        lo, hi = stats.bootstrap_mean_ci(d, seed=0)
+        diffs.append(f"| {name} | {len(keep)} | {_f(float(np.mean(d)), 2)} [{_f(lo, 2)}, {_f(hi, 2)}] |")
+        for label, table, key in ((name, pilot, "pq"),
                                   (f"`{p.name}`, on the {big}-image set", pilot, "large.pq"),
                                   ("this table (same architectures)", gt, "pq")):
             r = table.reliability(key, keep)
@@ -461,13 +491,17 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
     if not rows:
         return []
     return ["## Other recipes on the same architectures", "",
-            "Each other table in `benchmarks/ground_truth/` (`--steps`, `--image-size`: a pilot, or a table of "
+            "Each other table in `benchmarks/ground_truth/` (`--steps`, `--image-size`, `--batch-size`, `--lr`, "
+            "`--workers`: a pilot, or a table of "
             "another recipe) trains the same draws of architectures with its recipe; beside it, this table's runs of "
             "the architectures both have. "
             "With so few architectures the sd between architectures is rough; the sd between seeds (pooled over "
             "architectures) is the steadier figure.", "",
             "| recipe | architectures | seeds | mean PQ | sd between architectures (true) | sd between seeds | "
-            "ICC(1,k) | median s per run |", "|---|---|---|---|---|---|---|---|", *rows, ""]
+            "ICC(1,k) | median s per run |", "|---|---|---|---|---|---|---|---|", *rows, "",
+            "Paired by architecture: the other recipe's mean PQ (all its seeds) minus this table's (all its seeds) "
+            "on the same architectures, with a 95% bootstrap interval over architectures.", "",
+            "| recipe | architectures | other - this table (PQ) [95%] |", "|---|---|---|", *diffs, ""]
 
 
 def eval_size_section(gt, raw: dict) -> list[str]:
@@ -509,6 +543,11 @@ def main() -> None:
     ap.add_argument("--arch-seed", type=int, default=2026)
     ap.add_argument("--steps", type=int, default=None, help="a pilot: another training length (own --table)")
     ap.add_argument("--image-size", type=int, default=None, help="a pilot: another image size (own --table)")
+    ap.add_argument("--batch-size", type=int, default=None, help="a pilot: another batch (own --table)")
+    ap.add_argument("--lr", type=float, default=None, help="a pilot: another learning rate (own --table)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="a pilot: train each unit on N local worker processes, every batch sliced over them "
+                         "(retrain.parallel: data; own --table)")
     ap.add_argument("--shard", default="0/1", help="K/N: this process trains units K, K+N, K+2N, ...")
     ap.add_argument("--budget-minutes", type=float, default=0, help="start no unit after this long (0: no limit)")
     ap.add_argument("--report", action="store_true", help="write --out from the table (training nothing)")

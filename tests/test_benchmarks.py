@@ -55,9 +55,17 @@ def test_the_ground_truth_page_reports_reliability_and_keeps_the_readings(tmp_pa
         for s in range(2)]} for i, a in enumerate(archs[:4])]
     (tmp_path / "pilot-4500.json").write_text(json.dumps(pilot))
     text = gt.report(path)
-    assert "| `pilot-4500.json`: 4500 steps, 64 px | 4 | 2.0 | 61.6 |" in text
+    label = "`pilot-4500.json`: 4500 steps of batch 2, lr 0.02, 64 px"
+    assert f"| {label} | 4 | 2.0 | 61.6 |" in text
     assert "| `pilot-4500.json`, on the 1000-image set | 4 | 2.0 | 61.5 |" in text
     assert "| this table (same architectures) | 4 | 3.0 |" in text
+    # paired by architecture: pilot 60 + i + 0.1 (mean of seeds 0, 1) against the table's 50 + 2 i (+ noise)
+    diff = [100 * (0.6 + 0.01 * i + 0.001 - np.mean([r["pq"] for r in table["architectures"][i]["runs"]]))
+            for i in range(4)]
+    assert f"| {label} | 4 | {np.mean(diff):.2f} [" in text
+    pilot.update(workers=2, recipe=dict(pilot["recipe"], batch_size=4, lr=0.04))
+    (tmp_path / "pilot-4500.json").write_text(json.dumps(pilot))
+    assert "4500 steps of batch 4, lr 0.04, 64 px, 2 workers | 4 |" in gt.report(path)
     page = tmp_path / "page.md"
     page.write_text("old figures\n\n" + machine.HAND + "\n\nWhat we make of it.\n")
     machine.write_page(page, text)
@@ -71,8 +79,14 @@ def test_a_pilot_recipe_is_refused_on_the_main_table(monkeypatch):
     monkeypatch.setattr("sys.argv", ["ground_truth.py", "--steps", "10"])
     with pytest.raises(SystemExit, match="its own --table"):
         gt.main()
+    monkeypatch.setattr("sys.argv", ["ground_truth.py", "--workers", "2"])
+    with pytest.raises(SystemExit, match="its own --table"):
+        gt.main()
     data, recipe, large = gt.settings(4500, 96)
     assert recipe.steps == 4500 and data.synthetic_size == large.synthetic_size == 96
+    _, recipe, _ = gt.settings(750, batch_size=4, lr=0.04)
+    assert (recipe.steps, recipe.batch_size, recipe.lr) == (750, 4, 0.04)
+    assert gt.header(1, 1, 2026, workers=2)["workers"] == 2 and "workers" not in gt.header(1, 1, 2026)
     assert gt.settings() == (gt.TRUTH_DATA, gt.TRUTH_RECIPE, gt.LARGE_EVAL)
 
 
