@@ -368,7 +368,7 @@ def op_bias_section(args, data, gt, idx, truth, space) -> list[str]:
          "other way round): the bias to explain.", "",
          "| supernet | ops compared | rho of effects | preferred by the supernet, worse in truth | the other way round |",
          "|---|---|---|---|---|"]
-    for name in sorted(k[: -len(":pool-pq")] for k in data if k.endswith(":pool-pq")):
+    for name in [k[: -len(":pool-pq")] for k in data if k.endswith(":pool-pq")]:  # the main table's order
         pool = data[f"{name}:pool-pq"]
         keys = sorted(pool, key=int)
         archs = [r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - args.pool_offset]))) for k in keys]
