@@ -466,17 +466,19 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
         except DataError:  # another kind of file (e.g. the searches' results)
             continue
         raw = json.loads(p.read_text())
-        keep = [i for i, rs in enumerate(pilot.runs) if len(rs) >= 2 and i < len(gt.archs)
-                and pilot.archs[i] == gt.archs[i] and len(gt.runs[i]) >= 2]
-        if not keep:
+        paired = [i for i, rs in enumerate(pilot.runs) if rs and i < len(gt.archs)
+                  and pilot.archs[i] == gt.archs[i] and len(gt.runs[i]) >= 2]
+        keep = [i for i in paired if len(pilot.runs[i]) >= 2]  # a reliability needs 2 seeds; a difference, 1
+        if not paired:
             continue
         big = raw.get("large_eval", {}).get("synthetic_images")
         rec = raw["recipe"]
         name = (f"`{p.name}`: {rec['steps']} steps of batch {rec['batch_size']}, lr {rec['lr']}, "
                 f"{raw['data']['synthetic_size']} px" + (f", {raw['workers']} workers" if raw.get("workers", 1) > 1 else ""))
-        d = [100 * (np.mean(pilot.table("pq")[i]) - np.mean(gt.table("pq")[i])) for i in keep]
+        d = [100 * (np.mean(pilot.table("pq")[i]) - np.mean(gt.table("pq")[i])) for i in paired]
         lo, hi = stats.bootstrap_mean_ci(d, seed=0)
-        diffs.append(f"| {name} | {len(keep)} | {_f(float(np.mean(d)), 2)} [{_f(lo, 2)}, {_f(hi, 2)}] |")
+        n_runs = sum(len(pilot.runs[i]) for i in paired)
+        diffs.append(f"| {name} | {len(paired)} | {n_runs} | {_f(float(np.mean(d)), 2)} [{_f(lo, 2)}, {_f(hi, 2)}] |")
         for label, table, key in ((name, pilot, "pq"),
                                   (f"`{p.name}`, on the {big}-image set", pilot, "large.pq"),
                                   ("this table (same architectures)", gt, "pq")):
@@ -488,7 +490,7 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
             rows.append(f"| {label} | {r.n_archs} | {_f(r.seeds, 1)} | {_f(100 * mean)} | "
                         f"{_f(100 * r.sd_between, 2)} | {_f(100 * r.sd_within, 2)} | {_f(r.icc, 2)} | "
                         f"{_f(float(np.median(secs)), 0)} |")
-    if not rows:
+    if not diffs:
         return []
     return ["## Other recipes on the same architectures", "",
             "Each other table in `benchmarks/ground_truth/` (`--steps`, `--image-size`, `--batch-size`, `--lr`, "
@@ -501,7 +503,7 @@ def pilots_section(gt, pilots: list[Path]) -> list[str]:
             "ICC(1,k) | median s per run |", "|---|---|---|---|---|---|---|---|", *rows, "",
             "Paired by architecture: the other recipe's mean PQ (all its seeds) minus this table's (all its seeds) "
             "on the same architectures, with a 95% bootstrap interval over architectures.", "",
-            "| recipe | architectures | other - this table (PQ) [95%] |", "|---|---|---|", *diffs, ""]
+            "| recipe | architectures | its runs | other - this table (PQ) [95%] |", "|---|---|---|---|", *diffs, ""]
 
 
 def eval_size_section(gt, raw: dict) -> list[str]:

@@ -62,7 +62,11 @@ def test_the_ground_truth_page_reports_reliability_and_keeps_the_readings(tmp_pa
     # paired by architecture: pilot 60 + i + 0.1 (mean of seeds 0, 1) against the table's 50 + 2 i (+ noise)
     diff = [100 * (0.6 + 0.01 * i + 0.001 - np.mean([r["pq"] for r in table["architectures"][i]["runs"]]))
             for i in range(4)]
-    assert f"| {label} | 4 | {np.mean(diff):.2f} [" in text
+    assert f"| {label} | 4 | 8 | {np.mean(diff):.2f} [" in text
+    one_seed = dict(pilot, architectures=[dict(a, runs=a["runs"][:1]) for a in pilot["architectures"]])
+    (tmp_path / "pilot-4500.json").write_text(json.dumps(one_seed))  # one run each: paired, no reliability row
+    text = gt.report(path)
+    assert f"| {label} | 4 | 4 |" in text and f"| {label} | 4 | 2.0 |" not in text
     pilot.update(workers=2, recipe=dict(pilot["recipe"], batch_size=4, lr=0.04))
     (tmp_path / "pilot-4500.json").write_text(json.dumps(pilot))
     assert "4500 steps of batch 4, lr 0.04, 64 px, 2 workers | 4 |" in gt.report(path)
