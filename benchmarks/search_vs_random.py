@@ -170,6 +170,37 @@ def run_searches(args) -> None:
                       f"{100 * np.mean([r['pq'] for r in runs]):.1f} ({len(out.history)} evaluations)", flush=True)
 
 
+# The replication fixed on the page before its searches ran (docs/benchmarks/search-vs-random.md):
+# (policy, overrides) -> the first search seed that belongs to it (the earlier ones made the looks before).
+REPLICATION = {
+    ("path-priority", ("train.holdout_val=true",)): 4,
+    ("path-priority", ("train.holdout_val=true", "search.fitness=naswot")): 20,
+}
+
+
+def replication_section(groups: dict, target_row, plan: dict | None = None) -> list[str]:
+    """The replication's own rows: only its searches (search seed at or above the plan's first), the
+    targets row of each setting and the difference of the second setting's truth over the first's."""
+    from autopanoptic.search import stats
+
+    plan = REPLICATION if plan is None else plan
+    new = {k: [e for e in groups.get(k, []) if e["search_seed"] >= first] for k, first in plan.items()}
+    if not any(new.values()):
+        return []
+    L = ["## Replication: its searches only", "",
+         "| policy | settings | searches | median percentile | searched - random (PQ) [95%] | beat the random mean | "
+         "Wilcoxon p (one-sided) |", "|---|---|---|---|---|---|---|"]
+    L += [target_row(k[0], k[1], es) for k, es in new.items() if es]
+    (ref, a), (other, b) = list(new.items())[:2]
+    if a and b:
+        d, lo, hi, p = stats.difference_of_means([100 * np.mean([r["pq"] for r in e["runs"]]) for e in b],
+                                                 [100 * np.mean([r["pq"] for r in e["runs"]]) for e in a],
+                                                 n_boot=4000, n_perm=4000)
+        L += ["", f"{other[0]} {settings_words(other[1])} ({len(b)}) minus {ref[0]} {settings_words(ref[1])} "
+                  f"({len(a)}): {d:+.1f} PQ [{lo:+.1f}, {hi:+.1f}], one-sided permutation p {p:.3f}."]
+    return L + [""]
+
+
 def report(args) -> str:
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.search import stats
@@ -188,14 +219,17 @@ def report(args) -> str:
     groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
     for e in searches:
         groups.setdefault((e["policy"], tuple(e["overrides"])), []).append(e)
-    for (policy, ov), es in sorted(groups.items()):
+    def target_row(policy: str, ov: tuple[str, ...], es: list[dict]) -> str:
         pq = np.array([np.mean([r["pq"] for r in e["runs"]]) for e in es])
         diff = 100 * (pq - means.mean())
         pct = [100 * gt.percentile(v, min_seeds=n_seeds) for v in pq]
         lo, hi = stats.bootstrap_mean_ci(diff, n_boot=4000) if len(diff) > 1 else (float("nan"),) * 2
         _, p = stats.wilcoxon_signed_rank(diff)
-        L.append(f"| {policy} | {settings_words(ov)} | {len(es)} | {np.median(pct):.0f} | "
-                 f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] | {int((diff > 0).sum())} of {len(es)} | {p:.3f} |")
+        return (f"| {policy} | {settings_words(ov)} | {len(es)} | {np.median(pct):.0f} | "
+                f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] | {int((diff > 0).sum())} of {len(es)} | {p:.3f} |")
+
+    for (policy, ov), es in sorted(groups.items()):
+        L.append(target_row(policy, ov, es))
     if not searches:
         L.append("| - | - | 0 | - | - | - | - |")
     L += ["", "Targets (issue 13): the searched architecture beats the random mean in at least 8 of 10 searches, "
@@ -216,6 +250,7 @@ def report(args) -> str:
                 d, lo, hi, p = stats.difference_of_means(truth[k], truth[ref], n_boot=4000, n_perm=4000)
                 L.append(f"| {name(k)} | {name(ref)} | {d:+.1f} [{lo:+.1f}, {hi:+.1f}] | {p:.3f} |")
         L.append("")
+    L += replication_section(groups, target_row)
     if searches:
         L += ["## Each search", "",
               "Truth PQ of the chosen architecture: each training seed, and the mean's percentile among the table's "

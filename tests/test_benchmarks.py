@@ -147,3 +147,19 @@ def test_searches_that_differ_only_in_search_settings_share_a_supernet(monkeypat
     assert a == ["train.holdout_val=true"]
     assert svr.tag_of(a) == svr.tag_of(["train.holdout_val=true"]) != svr.tag_of(["train.steps=900"])
     assert svr.tag_of([]) == svr.tag_of([])  # stable (not Python's salted str hash)
+
+
+def test_the_replication_keeps_only_its_own_searches(monkeypatch):
+    svr = load(BENCH / "search_vs_random.py", monkeypatch)
+    a, b = ("path-priority", ("x=1",)), ("path-priority", ("x=1", "y=2"))
+
+    def entry(seed, pq):
+        return {"search_seed": seed, "runs": [{"pq": pq}, {"pq": pq}]}
+
+    groups = {a: [entry(s, 0.50) for s in range(6)], b: [entry(s, 0.99 if s < 3 else 0.51) for s in range(6)]}
+    rows = lambda policy, ov, es: f"| {policy} | {ov} | {len(es)} | {sorted(e['search_seed'] for e in es)} |"  # noqa: E731
+    text = "\n".join(svr.replication_section(groups, rows, {a: 4, b: 3}))
+    assert f"| path-priority | {a[1]} | 2 | [4, 5] |" in text and f"| path-priority | {b[1]} | 3 | [3, 4, 5] |" in text
+    # the earlier searches (PQ 99) are left out of the difference: 51 - 50
+    assert "(3) minus path-priority x=1 (2): +1.0 PQ" in text
+    assert svr.replication_section(groups, rows, {a: 9, b: 9}) == []
