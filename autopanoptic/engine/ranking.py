@@ -122,10 +122,11 @@ def verdict(tau: float, lo: float, hi: float) -> str:
         return f"the supernet ranks these architectures: {span}"
     if hi < 0:
         return (f"the supernet ranks these architectures the wrong way round: {span}; do not trust a search on it: "
-                "check what its fitness rewards (validation images inside its training?) and train it longer")
-    return (f"not distinguishable from random ranking: {span}; do not trust a search on it: train the supernet "
-            "longer, score on more validation images, or check more architectures (--archs) with longer "
-            "quick training (--steps)")
+                "check what its fitness rewards (validation images inside its training?) and try another training "
+                "length")
+    return (f"not distinguishable from random ranking: {span}; do not trust a search on it: try another supernet "
+            "training length (longer is not always better), score on more validation images, or check more "
+            "architectures (--archs) with longer quick training (--steps)")
 
 
 def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequence[float],
