@@ -18,19 +18,22 @@ RQ, loss, time and the commit it ran at. The script resumes from it: units alrea
 trained again, an interrupted unit resumes from its checkpoint in ``--work``. Two processes share
 the work (``--shard 0/2`` and ``--shard 1/2``): each takes its share first, then any unit no other process
 is training (a per-unit ``flock`` in ``--work/claims``); the table is updated under a file lock. Units run in
-architecture-major order (all seeds of architecture 0, then of 1, ...), so the reliability of the
-per-architecture means can be measured from the first architectures on.
+seed-major order (seed k of every architecture before seed k + 1 of any), so that while the table grows every
+comparison gains from the seeds all architectures have (``GroundTruth.settled``).
 
 Run on the 2-core machine (one torch thread each, niced; about 110 s per unit)::
 
     nice -n 10 .venv/bin/python benchmarks/ground_truth.py --shard 0/2 &
     nice -n 10 .venv/bin/python benchmarks/ground_truth.py --shard 1/2 &
 
-A pilot of another recipe (``--steps``, ``--image-size``) goes to its own table and work folder,
-e.g. the first 8 architectures (the same draws) trained 3x longer::
+A pilot of another recipe (``--steps``, ``--image-size``, ``--batch-size``, ``--lr``, or ``--workers N``:
+each unit trained by N local worker processes with every batch sliced over them) goes to its own table
+and work folder, e.g. the first 8 architectures (the same draws) trained 3x longer::
 
     nice -n 10 .venv/bin/python benchmarks/ground_truth.py --steps 4500 --archs 8 --seeds 3 \
         --table benchmarks/ground_truth/pilot-4500.json --work /tmp/gt-4500 --shard 0/2 &
+
+The report pairs every pilot with the table by architecture (its mean minus the table's).
 
 and, at any time, the report (reliability, distribution, per-op effects) into
 ``docs/benchmarks/ground-truth.md``::
