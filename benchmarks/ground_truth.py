@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import platform
 import sys
@@ -217,6 +218,12 @@ def run_record(score, seed: int, code: str) -> dict:
             "commit": code, "machine": platform.machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+# A process that trains many units (the main table's, one worker) opens the datasets once, as before units
+# ran through ``train_unit``; a spawned worker opens them for its one unit.
+_opened_truth_data = functools.lru_cache(maxsize=4)(open_truth_data)
+_opened = functools.lru_cache(maxsize=4)(generated)
+
+
 def train_unit(work: str, data: DataConfig, large_cfg: DataConfig, arch: tuple, recipe: RetrainConfig, seed: int,
                ckpt: str):
     """One (architecture, seed) unit: trained from scratch and scored on the table's evaluation images and
@@ -225,9 +232,9 @@ def train_unit(work: str, data: DataConfig, large_cfg: DataConfig, arch: tuple, 
     from autopanoptic.engine.distributed import world
     from autopanoptic.engine.scratch import train_and_score
 
-    ds, splits = open_truth_data(Path(work), data)
+    ds, splits = _opened_truth_data(Path(work), data)
     main = world().is_main
-    large = generated(Path(work) / "data-large", large_cfg) if main else None
+    large = _opened(Path(work) / "data-large", large_cfg) if main else None
     weights = Path(work) / "weights" / Path(ckpt).name
     return train_and_score(PRESET, arch, ds, splits.train, ds, splits.eval, recipe, seed=seed, checkpoint_path=ckpt,
                            then=(lambda net: score_large(net, large, weights)) if main else None)

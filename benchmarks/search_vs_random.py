@@ -170,6 +170,11 @@ def run_searches(args) -> None:
                       f"{100 * np.mean([r['pq'] for r in runs]):.1f} ({len(out.history)} evaluations)", flush=True)
 
 
+def truth_pq(entry: dict) -> float:
+    """A search's truth: the mean PQ (a fraction) of its chosen architecture's training seeds."""
+    return float(np.mean([r["pq"] for r in entry["runs"]]))
+
+
 # The replication fixed on the page before its searches ran (docs/benchmarks/search-vs-random.md):
 # (policy, overrides) -> the first search seed that belongs to it (the earlier ones made the looks before).
 REPLICATION = {
@@ -193,8 +198,7 @@ def replication_section(groups: dict, target_row, plan: dict | None = None) -> l
     L += [target_row(k[0], k[1], es) for k, es in new.items() if es]
     (ref, a), (other, b) = list(new.items())[:2]
     if a and b:
-        d, lo, hi, p = stats.difference_of_means([100 * np.mean([r["pq"] for r in e["runs"]]) for e in b],
-                                                 [100 * np.mean([r["pq"] for r in e["runs"]]) for e in a],
+        d, lo, hi, p = stats.difference_of_means([100 * truth_pq(e) for e in b], [100 * truth_pq(e) for e in a],
                                                  n_boot=4000, n_perm=4000)
         L += ["", f"{other[0]} {settings_words(other[1])} ({len(b)}) minus {ref[0]} {settings_words(ref[1])} "
                   f"({len(a)}): {d:+.1f} PQ [{lo:+.1f}, {hi:+.1f}], one-sided permutation p {p:.3f}."]
@@ -219,8 +223,9 @@ def report(args) -> str:
     groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
     for e in searches:
         groups.setdefault((e["policy"], tuple(e["overrides"])), []).append(e)
+
     def target_row(policy: str, ov: tuple[str, ...], es: list[dict]) -> str:
-        pq = np.array([np.mean([r["pq"] for r in e["runs"]]) for e in es])
+        pq = np.array([truth_pq(e) for e in es])
         diff = 100 * (pq - means.mean())
         pct = [100 * gt.percentile(v, min_seeds=n_seeds) for v in pq]
         lo, hi = stats.bootstrap_mean_ci(diff, n_boot=4000) if len(diff) > 1 else (float("nan"),) * 2
@@ -244,7 +249,7 @@ def report(args) -> str:
               "the searches are independent) and the one-sided permutation p of \"not greater\" "
               "(`autopanoptic.search.stats.difference_of_means`).", "",
               "| searches | reference | difference (PQ) [95%] | p (not greater) |", "|---|---|---|---|"]
-        truth = {k: [100 * np.mean([r["pq"] for r in e["runs"]]) for e in groups[k]] for k in keys}
+        truth = {k: [100 * truth_pq(e) for e in groups[k]] for k in keys}
         for k in keys:
             if k != ref:
                 d, lo, hi, p = stats.difference_of_means(truth[k], truth[ref], n_boot=4000, n_perm=4000)
