@@ -108,6 +108,14 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _controls(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"must be a number of control architectures (0, 1, ...) or auto, got {value!r}")
+    return int(value)
+
+
 def _frozen_mapping(value: Any) -> tuple[tuple[str, Any], ...]:
     if value is None:
         return ()
@@ -265,7 +273,10 @@ class RetrainConfig:
     ``data`` slices every batch over them (BatchNorm per slice); ``sync`` slices it too, with
     BatchNorm statistics over the whole batch (:mod:`autopanoptic.engine.syncbn`: for small batches,
     where a slice of one image would change what BatchNorm sees); ``single`` retrains on the first
-    worker alone while the others wait (the single-process run, one core busy)."""
+    worker alone while the others wait (the single-process run, one core busy). ``controls``: how
+    many architectures drawn uniformly from the sampling space are retrained with the same recipe as
+    random controls (``<run>/retrain/controls/``; evaluated and shown beside the searched network);
+    ``auto`` = one per worker that ``parallel: single`` leaves idle (none in one process)."""
 
     preset: str | None = attrs.field(default=None, converter=_opt_str)
     overrides: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_frozen_mapping)
@@ -284,6 +295,7 @@ class RetrainConfig:
     seed: int = attrs.field(default=0, converter=int)
     amp: str = attrs.field(default="off", validator=_one_of("off", "bf16", "fp16"))
     parallel: str = attrs.field(default="data", validator=_one_of("data", "sync", "single"))
+    controls: int | str = attrs.field(default=0, converter=_controls)
 
 
 @attrs.frozen

@@ -70,7 +70,7 @@ def demo(out, toy, config, overrides, device, threads, workers, seed, interactio
 
 def _full(cfg, out: Path, device: str, progress: bool) -> None:
     """The panoptic demo in this process: alone, or as one rank of the workers' process group."""
-    from autopanoptic.engine import distributed, pipeline
+    from autopanoptic.engine import controls, distributed, pipeline
     from autopanoptic.engine.evaluate import summary_table
     from autopanoptic.engine.runs import RunDir
 
@@ -89,6 +89,8 @@ def _full(cfg, out: Path, device: str, progress: bool) -> None:
     click.echo(summary_table(metrics))
     if "untrained" in metrics:
         click.echo(f"(the same architecture untrained: PQ {100 * metrics['untrained']['All']['pq']:.1f})")
+    if controls.summary_line(metrics):
+        click.echo(controls.summary_line(metrics))
     t = metrics["timings"]
     click.echo(f"time: {t['total'] / 60:.1f} min wall clock, {t['cpu_total'] / 60:.1f} min of CPU time "
                f"({t['workers']} worker{'s' * (t['workers'] > 1)})")

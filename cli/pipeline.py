@@ -179,8 +179,7 @@ def search(cfg, run, device, progress):
 @_stage(["retrain"])
 def retrain(cfg, run, device, progress, arch_path, pick):
     """Retrain the chosen architecture (or --arch, or --pick K of the front) as a standalone network."""
-    from autopanoptic.engine import pipeline
-
+    from autopanoptic.engine import controls, pipeline
     from autopanoptic.engine.distributed import world
 
     _, res = pipeline.retrain(cfg, run, arch_path=arch_path, pick=pick, device=device, progress=progress)
@@ -188,6 +187,9 @@ def retrain(cfg, run, device, progress, arch_path, pick):
         return
     last = res.losses[-1]["loss"] if res.losses else float("nan")
     click.echo(f"retrain: {res.steps} steps (resumed from {res.resumed_from}); last loss {last:.3f}")
+    n = len(controls.read_plan(run.root))
+    if n:
+        click.echo(f"random controls: {n}, retrained with the same recipe in {run.root / 'retrain' / 'controls'}")
 
 
 @click.command("evaluate")
@@ -210,5 +212,9 @@ def evaluate(cfg, run, device, progress):
     from autopanoptic.data.metrics import format_metrics_table
 
     click.echo(format_metrics_table({"bbox": metrics["box_ap"], "segm": metrics["mask_ap"]}, metrics["semantic"]))
+    from autopanoptic.engine.controls import summary_line
+
+    if summary_line(metrics):
+        click.echo(summary_line(metrics))
     click.echo(f"metrics: {run.root / 'eval' / 'metrics.json'}")
     click.echo(f"report: {report}")

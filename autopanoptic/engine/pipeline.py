@@ -388,34 +388,44 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
         supernet = load_supernet(cfg, run, data, device=device)
     else:
         supernet = None
-    net = _retrain_network(cfg, data, arch, supernet)
-    if cfg.retrain.backbone_weights:
-        if supernet is not None:
-            raise ConfigError("retrain.backbone_weights needs retrain.init_from_supernet=false (the weights would "
-                              "replace the supernet's)")
-        if not (run.root / "retrain" / "checkpoint.pt").exists():
-            from autopanoptic.engine.pretrain import load_backbone_weights
-
-            load_backbone_weights(net, cfg.retrain.backbone_weights)
-    del supernet
-    save_arch(space, arch, run.path("retrain", "arch.json"))
-    from autopanoptic.engine import distributed
+    from autopanoptic.engine import controls, distributed
 
     w = distributed.world()
     alone = w.active and cfg.retrain.parallel == "single"
+    ctrl = controls.draw(r, controls.count(cfg.retrain.controls, w.size, cfg.retrain.parallel), cfg.search.seed,
+                         cfg.retrain.seed)
+    # job 0 = the chosen network, job i + 1 = control i; with `single` each job runs on one worker
+    jobs = [(run.root / "retrain", arch, "retrain")] + [
+        (controls.folder(run.root, i), a, f"control {i + 1}") for i, a in enumerate(ctrl)]
+    mine = [j for j in range(len(jobs)) if controls.owner(j, w.size, alone) in (None, w.rank)]
+    # from the supernet every network is extracted before it is freed; fresh ones are built when trained
+    nets = {j: _built_network(cfg, data, jobs[j][1], supernet, jobs[j][0])
+            for j in sorted({0, *mine}) if j == 0 or supernet is not None}
+    del supernet
+    save_arch(space, arch, run.path("retrain", "arch.json"))
+    for i, a in enumerate(ctrl):
+        save_arch(space, a, run.path("retrain", "controls", str(i), "arch.json"), control=i)
+    if w.is_main:
+        controls.write_plan(run.root, space, ctrl)
     result = None
     with run_log(cfg, run) as log:
-        if w.is_main or not alone:
+        for j in mine:
+            where, a, desc = jobs[j]
             with distributed.solo() if alone else contextlib.nullcontext():
-                result = train(
-                    net, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
-                    checkpoint_path=run.path("retrain", "checkpoint.pt"), losses_path=run.path("retrain", "losses.json"),
-                    fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(arch)),
-                    device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc="retrain",
-                    resize=_resize(cfg), loader_workers=cfg.data.loader_workers, log=log.write,
+                res = train(
+                    nets[j] if j in nets else _built_network(cfg, data, a, None, where), data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
+                    checkpoint_path=where / "checkpoint.pt", losses_path=where / "losses.json",
+                    fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(a)),
+                    device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc=desc,
+                    resize=_resize(cfg), loader_workers=cfg.data.loader_workers, log=log.write if j == 0 else None,
                     parallel="sync" if cfg.retrain.parallel == "sync" else "data",
                 )
-    if alone:  # the other workers waited; they take rank 0's result from its checkpoint
+            if j == 0:
+                result = res
+            else:
+                nets.pop(j, None)
+    net = nets[0]
+    if alone:  # the other workers trained controls or waited; they take rank 0's result from its checkpoint
         distributed.barrier()
         result = distributed.broadcast_object(result)
         if not w.is_main:
@@ -423,6 +433,21 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
 
             net.load_state_dict(load_checkpoint(run.root / "retrain" / "checkpoint.pt", map_location=device)["model"])
     return net, result
+
+
+def _built_network(cfg: Config, data: RunData, arch: Arch, supernet, where: Path):
+    """A network of ``arch`` to retrain into ``where``: the supernet's weights, or a fresh one (with
+    ``retrain.backbone_weights`` loaded unless ``where`` already holds a checkpoint to resume)."""
+    net = _retrain_network(cfg, data, arch, supernet)
+    if cfg.retrain.backbone_weights:
+        if supernet is not None:
+            raise ConfigError("retrain.backbone_weights needs retrain.init_from_supernet=false (the weights would "
+                              "replace the supernet's)")
+        if not (where / "checkpoint.pt").exists():
+            from autopanoptic.engine.pretrain import load_backbone_weights
+
+            load_backbone_weights(net, cfg.retrain.backbone_weights)
+    return net
 
 
 def build_supernet_space(cfg: Config, data: RunData):
@@ -436,16 +461,18 @@ def build_supernet_space(cfg: Config, data: RunData):
         raise ConfigError(f"model.preset / model.overrides: {str(e).splitlines()[0]}") from None
 
 
-def load_retrained(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
-    """The retrained network of the run, its architecture, and whether training finished."""
+def load_retrained(cfg: Config, run: RunDir, data: RunData, *, device="cpu", folder: Path | None = None):
+    """The retrained network of the run (or of ``folder``, e.g. a random control's), its architecture,
+    and the number of steps it was trained for."""
     from autopanoptic.engine.checkpoint import load_checkpoint
     from autopanoptic.search import load_arch
 
-    path = run.root / "retrain" / "checkpoint.pt"
+    folder = run.root / "retrain" if folder is None else Path(folder)
+    path = folder / "checkpoint.pt"
     if not path.exists():
         raise CheckpointError(f"{path}: no retrained network in this run folder; run `autopanoptic retrain` first")
     space = build_supernet_space(cfg, data)
-    arch = load_arch(space, run.root / "retrain" / "arch.json")
+    arch = load_arch(space, folder / "arch.json")
     state = load_checkpoint(path, map_location=device)
     cfg_fresh = attrs.evolve(cfg, retrain=attrs.evolve(cfg.retrain, init_from_supernet=False))
     net = _retrain_network(cfg_fresh, data, arch)
@@ -498,6 +525,7 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         "box_ap": json_safe(res.ap["bbox"]), "mask_ap": json_safe(res.ap["segm"]),
         "semantic": json_safe(res.semantic),
     }
+    metrics["controls"] = _evaluate_controls(cfg, run, data, device=device, progress=progress)
     if world().is_main:
         atomic_write_json(run.path("eval", "metrics.json"), metrics)
         record = {"kind": "eval", "stage": "evaluate", "retrain_steps": steps}
@@ -506,6 +534,32 @@ def evaluate_run(cfg: Config, run: RunDir, data: RunData | None = None, *, devic
         with run_log(cfg, run) as log:
             log.write({**record, "n_images": res.n_images, "seconds": metrics["seconds"]})
     return metrics
+
+
+def _evaluate_controls(cfg: Config, run: RunDir, data: RunData, *, device="cpu", progress: bool = True) -> list[dict]:
+    """PQ / SQ / RQ and size of each random control of the last retraining (see
+    :mod:`autopanoptic.engine.controls`); a control whose training did not finish is an error."""
+    from autopanoptic.engine import controls
+    from autopanoptic.engine.distributed import evaluate_sharded
+    from autopanoptic.nn import count
+
+    out = []
+    for i, planned in enumerate(controls.read_plan(run.root)):
+        net, arch, steps = load_retrained(cfg, run, data, device=device, folder=controls.folder(run.root, i))
+        if arch != planned or steps < cfg.retrain.steps:
+            raise CheckpointError(f"{controls.folder(run.root, i)}: random control {i + 1} is not the finished retraining "
+                                  f"of its planned architecture ({steps} of {cfg.retrain.steps} steps); run "
+                                  "`autopanoptic retrain` again to finish it")
+        summary = evaluate_sharded(net, data.eval, data.splits.eval, device=device, batch_size=cfg.eval.batch_size,
+                                   progress=progress, desc=f"evaluate control {i + 1}", amp=cfg.eval.amp,
+                                   resize=_resize(cfg), loader_workers=cfg.data.loader_workers).summary()
+        try:
+            params, macs = count(net, arch, cfg.search.cost_image_size)
+        except Exception:  # counting is informative only
+            params = macs = None
+        out.append({"index": i, "arch": list(arch), "retrain_steps": steps, "params": params, "macs": macs,
+                    **{g: summary[g] for g in ("All", "Things", "Stuff")}})
+    return out
 
 
 def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, baseline: bool = True) -> dict[str, Any]:

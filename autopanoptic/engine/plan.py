@@ -96,7 +96,10 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
     rt = cfg.retrain
     if "retrain" in stages:
         lines.append(f"retrain: preset {rt.preset or cfg.model.preset}, {rt.steps} steps x {rt.batch_size} images, "
-                     f"lr {rt.lr} ({rt.schedule}), {'from the supernet weights' if rt.init_from_supernet else 'fresh init'}")
+                     f"lr {rt.lr} ({rt.schedule}), {'from the supernet weights' if rt.init_from_supernet else 'fresh init'}"
+                     + ("; random controls: one per worker that retrain.parallel=single leaves idle"
+                        if rt.controls == "auto" and rt.parallel == "single" else
+                        f"; plus {rt.controls} random control(s), same recipe" if rt.controls not in (0, "auto") else ""))
     if "evaluate" in stages:
         lines.append(f"evaluate: {len(splits.eval)} images; export COCO panoptic: {cfg.eval.export}")
     return "\n".join(lines)

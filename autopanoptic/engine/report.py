@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from autopanoptic.engine import controls
 from autopanoptic.engine.runs import RunDir
 from autopanoptic.io import atomic_write_bytes, atomic_write_text
 
@@ -207,6 +208,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
             from autopanoptic.engine.truth import comparison
 
             lines += ["\n### Against the ground truth of the space\n", *comparison(cfg, metrics["All"]["pq"])]
+        lines += controls.report_lines(metrics)
         if metrics.get("timings"):
             lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all workers and threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")
         lines += ["\n### Per class\n", "| category | thing | PQ | SQ | RQ | TP | FP | FN |", "|---|---|---|---|---|---|---|---|"]
@@ -259,6 +261,8 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
             where = f"point {chosen['point']} of the front" if chosen.get("point") else "not on the front"
             lines.append(f"\nThe chosen architecture (`arch.json`) is {where}.\n")
     curves = {name: _load(root / name / "losses.json") or [] for name in ("supernet", "retrain")}
+    curves.update({f"random control {i + 1}": _load(controls.folder(root, i) / "losses.json") or []
+                   for i in range(len(controls.read_plan(root)))})
     if any(curves.values()):
         p = plot_losses(curves, plots / "losses.png")
         lines += ["## Training loss\n", f"![losses]({p.relative_to(root)})\n"]

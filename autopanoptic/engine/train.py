@@ -141,10 +141,15 @@ def fair_cycle_for_step(sub_space, seed: int, step: int, to_full: Callable[[Arch
     return [to_full(a) if to_full else a for a in cycle]
 
 
+# settings that do not change what a training computes: a checkpoint resumes under other values
+_NOT_THE_MATH = frozenset({"train.checkpoint_every", "retrain.checkpoint_every", "train.parallel", "retrain.parallel",
+                           "retrain.controls", "data.loader_workers"})
+
+
 def _fingerprint_diff(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     defaults = None
     for key in sorted(set(stored) | set(current)):
-        if key in ("checkpoint_every", "train.parallel", "retrain.parallel", "data.loader_workers"):  # not the math
+        if key in _NOT_THE_MATH:
             continue
         if key not in stored:  # a key added to the config since the checkpoint was written: fine at its default
             if defaults is None:

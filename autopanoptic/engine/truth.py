@@ -35,7 +35,7 @@ FORMAT = 1
 # settings that do not change what a retraining reaches
 _IGNORED = {"data": {"root", "images", "json", "pngs", "eval_root", "eval_images", "eval_json", "eval_pngs",
                      "loader_workers"},
-            "retrain": {"checkpoint_every", "seed", "backbone_weights", "parallel"}}
+            "retrain": {"checkpoint_every", "seed", "backbone_weights", "parallel", "controls"}}
 
 
 def same_settings(stored: dict[str, Any], current: dict[str, Any], section: str) -> str | None:

@@ -267,6 +267,21 @@ def test_a_checkpoint_written_before_new_config_keys_resumes_while_they_keep_the
     assert "train.lr" in _fingerprint_diff({**older, "train.lr": 1.0}, now)
 
 
+def test_settings_that_do_not_change_the_math_do_not_block_a_resume():
+    from autopanoptic.engine.pipeline import _fingerprint
+    from autopanoptic.engine.train import _fingerprint_diff
+
+    def fp(*sets):
+        return _fingerprint(load_config("tiny", list(sets)), "train", "retrain", "model", "data")
+
+    base = fp()
+    for s in ("train.checkpoint_every=7", "retrain.checkpoint_every=9", "retrain.parallel=data",
+              "retrain.controls=3", "data.loader_workers=2"):
+        assert fp(s) != base, s  # the setting is in the fingerprint ...
+        assert _fingerprint_diff(base, fp(s)) is None, s  # ... and ignored by the comparison
+    assert "train.steps" in _fingerprint_diff(base, fp("train.steps=7"))
+
+
 def test_a_scratch_checkpoint_written_before_new_recipe_keys_resumes_while_they_keep_their_defaults():
     from autopanoptic.engine.scratch import scratch_fingerprint
     from autopanoptic.engine.train import _fingerprint_diff

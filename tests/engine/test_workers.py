@@ -137,7 +137,8 @@ def test_shares_of_a_step():
 
 def test_the_supernet_trained_by_two_workers_is_the_single_process_supernet(tmp_path):
     """Through the commands: the tiny supernet (BatchNorm, the RPN's random sampling), one step, and a
-    retraining with ``retrain.parallel: single`` (the tiny preset's: rank 0 retrains, the other waits).
+    retraining with ``retrain.parallel: single`` (the tiny preset's: rank 0 retrains, the other trains
+    the random control of ``retrain.controls: auto``, which one worker trains after the chosen network).
     (Over more supernet steps the two float orders drift apart as any two would: the detector's
     discrete choices -- top-k proposals, NMS, RoI sampling -- turn rounding differences into
     different choices.)"""
@@ -156,17 +157,22 @@ def test_the_supernet_trained_by_two_workers_is_the_single_process_supernet(tmp_
     states, retrained = {}, {}
     for n in (1, 2):
         for stage in (["train-supernet"], ["retrain", "--arch", str(arch_file)]):
-            proc = subprocess.run([str(exe), *stage, "--device", "cpu", "--no-progress", *sets,
+            one = ["--set", "retrain.controls=1"] if n == 1 else []  # two workers: `auto` gives one
+            proc = subprocess.run([str(exe), *stage, "--device", "cpu", "--no-progress", *sets, *one,
                                    "--out", str(tmp_path / f"w{n}"), "--workers", str(n)],
                                   capture_output=True, text=True, env=env, timeout=300)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
             assert proc.stdout.count("supernet: 1 steps" if stage[0] == "train-supernet" else "retrain: 2 steps") == 1
         states[n] = load_checkpoint(tmp_path / f"w{n}" / "supernet" / "checkpoint.pt")
         retrained[n] = load_checkpoint(tmp_path / f"w{n}" / "retrain" / "checkpoint.pt")
+        retrained[n, "control"] = load_checkpoint(tmp_path / f"w{n}" / "retrain" / "controls" / "0" / "checkpoint.pt")
     for one, two in zip(states[1]["losses"], states[2]["losses"], strict=True):
         assert one == pytest.approx(two, rel=1e-5)
     for name, v in states[1]["model"].items():
         torch.testing.assert_close(states[2]["model"][name], v, rtol=1e-4, atol=1e-5, msg=name)
-    assert retrained[1]["losses"] == retrained[2]["losses"]  # one worker retrained: the very same run
-    for name, v in retrained[1]["model"].items():
-        assert torch.equal(retrained[2]["model"][name], v), name
+    for key in ((1, 2), ((1, "control"), (2, "control"))):  # each network trained by one worker: the same run
+        one, two = (retrained[k] for k in key)
+        assert one["losses"] == two["losses"] and one["step"] == 2
+        for name, v in one["model"].items():
+            assert torch.equal(two["model"][name], v), name
+    assert retrained[1]["losses"] != retrained[1, "control"]["losses"]  # the control is another network
