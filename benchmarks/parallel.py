@@ -50,7 +50,8 @@ def run_demo(workers: int, out: Path, overrides: list[str]) -> dict[str, float]:
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stages = {k: v for k, v in metrics["timings"].items() if k not in ("total", "cpu_total", "workers")}
-    return {"wall": wall, "cpu": cpu, "pq": 100 * metrics["All"]["pq"], "stages": stages}
+    return {"wall": wall, "cpu": cpu, "pq": 100 * metrics["All"]["pq"], "stages": stages,
+            "controls": [100 * c["All"]["pq"] for c in metrics.get("controls", [])]}
 
 
 def main() -> None:
@@ -75,14 +76,16 @@ def main() -> None:
 
     base = statistics.median(x["wall"] for x in results[args.workers[0]])
     rows = ["| workers | wall (s) | CPU (s) | CPU / wall | wall / 1-worker wall | PQ (each repeat) | "
-            "stages: wall s (supernet, search, retrain, evaluate) |", "|---|---|---|---|---|---|---|"]
+            "PQ of the random controls | stages: wall s (supernet, search, retrain, evaluate) |",
+            "|---|---|---|---|---|---|---|---|"]
     for n, runs in results.items():
         wall = statistics.median(x["wall"] for x in runs)
         cpu = statistics.median(x["cpu"] for x in runs)
         st = runs[0]["stages"]
         stages = ", ".join(f"{st.get(k, float('nan')):.0f}" for k in ("train_supernet", "search", "retrain", "evaluate"))
         pqs = ", ".join(f"{x['pq']:.2f}" for x in runs)
-        rows.append(f"| {n} | {wall:.0f} | {cpu:.0f} | {cpu / wall:.2f} | {wall / base:.2f} | {pqs} | {stages} |")
+        ctrl = "; ".join(", ".join(f"{c:.2f}" for c in x["controls"]) or "none" for x in runs)
+        rows.append(f"| {n} | {wall:.0f} | {cpu:.0f} | {cpu / wall:.2f} | {wall / base:.2f} | {pqs} | {ctrl} | {stages} |")
     table = "\n".join(rows)
     print(table)
     machine = (f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
@@ -104,9 +107,10 @@ Measured {started} on {machine}. Config: `tiny`{(' with ' + over) if over else '
 {table}
 
 Supernet training deals each strict-fair cycle's 12 passes to the workers (6 each); the search deals
-its candidates; retraining runs on the first worker while the other waits (`retrain.parallel:
-single`, the `tiny` preset's: a batch of 2 sliced into 1 image per worker would change what
-BatchNorm sees); evaluation deals its batches. The supernet differs between 1 and 2 workers by float
+its candidates; retraining runs on the first worker (`retrain.parallel: single`, the `tiny` preset's:
+a batch of 2 sliced into 1 image per worker would change what BatchNorm sees) while the second
+retrains a random control with the same recipe (`retrain.controls: auto`: one per idle worker, none
+with 1 worker); evaluation deals its batches. The supernet differs between 1 and 2 workers by float
 rounding only (the same step, summed in another order; the detector's discrete choices -- top-k
 proposals, NMS -- turn rounding into different choices over hundreds of steps), and so may the
 architecture the search picks; for a given number of workers the run is deterministic.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -46,10 +47,12 @@ __all__ = [
     "exit_process",
     "gather_objects",
     "init_from_env",
+    "join_wait_group",
     "main_first",
     "reduce_gradients",
     "reduce_mean",
     "shard",
+    "wait_for_all",
     "world",
 ]
 
@@ -133,6 +136,7 @@ def init_from_env(device: torch.device | str = "cpu") -> tuple[World, torch.devi
         _JOINED = True
         try:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            join_wait_group()
         except (RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DistributedError(f"could not join the torchrun process group ({first})") from None
@@ -157,15 +161,41 @@ def barrier() -> None:
         dist.barrier()
 
 
+WAIT_TIMEOUT = datetime.timedelta(days=7)
+"""How long :func:`wait_for_all` lets a rank wait for the others."""
+_WAIT_GROUP: Any = None
+
+
+def join_wait_group() -> None:
+    """Create the group :func:`wait_for_all` waits on. Every rank calls it right after joining the
+    process group (:func:`init_from_env`, the local workers), in the same order as any other group."""
+    import torch.distributed as dist
+
+    global _WAIT_GROUP
+    _WAIT_GROUP = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
+
+
+def wait_for_all() -> None:
+    """Wait for every rank after work whose length differs between ranks: a network retrained by one
+    rank alone (``retrain.parallel: single``, its random controls), the trainings ``check-ranking``
+    deals, data one rank generates. A plain :func:`barrier` there would hit the process group's
+    timeout for collectives (NCCL's default is 10 minutes, gloo's 30) while a rank still trains; this
+    one waits on a gloo group of its own whose timeout is :data:`WAIT_TIMEOUT`."""
+    import torch.distributed as dist
+
+    if world().active:
+        dist.barrier(group=_WAIT_GROUP)
+
+
 @contextlib.contextmanager
 def main_first() -> Iterator[World]:
     """Rank 0 runs the block first (e.g. to generate data), then the other ranks (which then find it)."""
     w = world()
     if w.active and not w.is_main:
-        barrier()
+        wait_for_all()
     yield w
     if w.active and w.is_main:
-        barrier()
+        wait_for_all()
 
 
 def all_gather_objects(obj: Any) -> list[Any]:

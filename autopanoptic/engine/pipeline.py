@@ -426,7 +426,7 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
                 nets.pop(j, None)
     net = nets[0]
     if alone:  # the other workers trained controls or waited; they take rank 0's result from its checkpoint
-        distributed.barrier()
+        distributed.wait_for_all()
         result = distributed.broadcast_object(result)
         if not w.is_main:
             from autopanoptic.engine.checkpoint import load_checkpoint

@@ -298,6 +298,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
                 checkpoint_path=folder / f"arch{j:02d}-rank{world.rank}.pt",
             )
             out[j] = {"i": j, "pool_index": i, "arch": list(pool[i]), "fitness": fitness[i], "score": score.to_json()}
+        distributed.wait_for_all()  # the trainings of a round differ in length (hours at paper scale)
         for part in (distributed.all_gather_objects(out) if world.active else []):
             out.update(part)
         for j in round_:

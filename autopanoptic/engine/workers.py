@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import pickle
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-from autopanoptic.engine.distributed import exit_process
+from autopanoptic.engine.distributed import exit_process, join_wait_group
 from autopanoptic.errors import AutopanopticError
 
 __all__ = ["WorkerError", "default_workers", "launch", "usable_cpus"]
@@ -58,7 +59,7 @@ def _under_torchrun() -> bool:
 
 
 def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callable[..., Any], args: tuple,
-            folder: str) -> None:
+            folder: str, timeout: datetime.timedelta | None = None) -> None:
     import torch.distributed as dist
 
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(n),
@@ -70,7 +71,8 @@ def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callabl
         torch.cuda.set_device(rank)
     try:
         store = dist.TCPStore("127.0.0.1", port, is_master=False)
-        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=rank, world_size=n)
+        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=rank, world_size=n, timeout=timeout)
+        join_wait_group()
         result = fn(*args)
         if rank == 0:
             Path(folder, "result.pkl").write_bytes(pickle.dumps(result))
@@ -92,12 +94,14 @@ def _worker(rank: int, n: int, port: int, device: str, threads: int, fn: Callabl
 
 
 def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.device | str = "cpu",
-           threads: int = 1) -> Any:
+           threads: int = 1, timeout: datetime.timedelta | None = None) -> Any:
     """Run ``fn(*args)`` on ``n`` local worker processes forming one process group; rank 0's result.
 
     ``fn`` and ``args`` must be picklable (``fn`` a module-level function). With ``n <= 1``, or
     when this process already is a rank (``torchrun``, or a worker), ``fn(*args)`` runs here.
-    ``threads``: PyTorch CPU threads per worker (``0`` = PyTorch's default).
+    ``threads``: PyTorch CPU threads per worker (``0`` = PyTorch's default). ``timeout``: how long a
+    collective of the process group may wait (None = PyTorch's default; waits after work of unequal
+    length use :func:`~autopanoptic.engine.distributed.wait_for_all`, which has its own).
     """
     import torch.distributed as dist
     import torch.multiprocessing as mp
@@ -115,7 +119,7 @@ def launch(n: int, fn: Callable[..., Any], args: tuple = (), *, device: torch.de
     monitor.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="autopanoptic-workers-") as folder:
         try:
-            mp.start_processes(_worker, args=(n, store.port, str(device), threads, fn, tuple(args), folder),
+            mp.start_processes(_worker, args=(n, store.port, str(device), threads, fn, tuple(args), folder, timeout),
                                nprocs=n, join=True, start_method="spawn")
         except ProcessException as e:
             # the worker that failed first (the others fail when it is gone: "connection closed by peer")

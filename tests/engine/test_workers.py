@@ -122,6 +122,27 @@ def test_dealing_the_cycle_to_ranks_is_the_single_process_step(single, ranks):
                if v.is_floating_point())
 
 
+def unequal_work(wait: str):
+    """Rank 0 works longer than the group's timeout for collectives, then every rank meets."""
+    import time
+
+    if distributed.world().rank == 0:
+        time.sleep(4)
+    (distributed.wait_for_all if wait == "long" else distributed.barrier)()
+    return distributed.all_gather_objects(distributed.world().rank)
+
+
+def test_a_rank_that_finished_early_waits_for_the_others_beyond_the_collective_timeout():
+    """What retrain.parallel=single and check-ranking need: on GPUs NCCL's default timeout is 10
+    minutes, less than one retraining at paper scale."""
+    from datetime import timedelta
+
+    short = timedelta(seconds=1.5)
+    assert workers.launch(2, unequal_work, ("long",), timeout=short) == [0, 1]
+    with pytest.raises(workers.WorkerError):  # the plain barrier times out: the test can fail
+        workers.launch(2, unequal_work, ("plain",), timeout=short)
+
+
 def test_a_failing_rank_ends_every_worker_with_its_message():
     with pytest.raises(workers.WorkerError, match="image 3 of rank 1 is unreadable"):
         workers.launch(2, fail_on_rank, (1,))
