@@ -123,8 +123,9 @@ class UsageCounter:
 
 
 @contextlib.contextmanager
-def _out_of_memory(desc: str, step: int, device: torch.device, batch_size: int):
-    """Turn PyTorch's out-of-memory error into a :class:`TrainingError` saying what to change."""
+def _out_of_memory(desc: str, step: int, device: torch.device, batch_size: int, images: int | None = None):
+    """Turn PyTorch's out-of-memory error, and BatchNorm's refusal of a single value per channel,
+    into a :class:`TrainingError` saying what to change (``images``: the images of this pass)."""
     try:
         yield
     except torch.OutOfMemoryError as e:
@@ -132,6 +133,15 @@ def _out_of_memory(desc: str, step: int, device: torch.device, batch_size: int):
         raise TrainingError(
             f"{desc}: out of memory at step {step} on {device} ({first}); lower batch_size ({batch_size}) or the "
             "image size, or use a larger device; the last checkpoint is kept and the run resumes from it"
+        ) from None
+    except ValueError as e:
+        if "Expected more than 1 value per channel" not in str(e):
+            raise
+        raise TrainingError(
+            f"{desc}: BatchNorm got one value per channel at step {step} ({str(e).strip()}): a pass of "
+            f"{images if images is not None else batch_size} image(s) is reduced to 1 x 1 by the network's deepest "
+            "stage; use larger images (data.synthetic_size / data.min_size), more images per pass (batch_size, or "
+            "fewer workers sharing it), or parallel: sync / single for retraining"
         ) from None
 
 
@@ -344,7 +354,7 @@ def train(
                     assert q == p, (q, p)  # the loader lists the loop's passes, in its order
                     images = [x.to(device, non_blocking=True) for x in images]
                     targets = [{n: v.to(device, non_blocking=True) for n, v in t.items()} for t in targets]
-                with _out_of_memory(desc, step, device, cfg.batch_size), amp.autocast(amp_mode, device):
+                with _out_of_memory(desc, step, device, cfg.batch_size, len(images)), amp.autocast(amp_mode, device):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
                 out = {name: v.float() for name, v in out.items()}
                 loss = sum(out.values())

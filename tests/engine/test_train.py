@@ -191,3 +191,22 @@ def test_a_parameter_used_several_times_in_one_pass_counts_once():
             usage.end_pass()
     assert usage.counts[id(shared.weight)] == 3 and usage.counts[id(shared.bias)] == 3
     assert id(unused.weight) not in usage.counts
+
+
+def test_a_pass_too_small_for_batchnorm_is_one_line_saying_what_to_change(tmp_path):
+    """One 32-px image reaches the deepest stage as 1 x 1: BatchNorm refuses it in training."""
+    from click.testing import CliRunner
+
+    from autopanoptic.nn.supernet import make_config
+    from autopanoptic.search import save_arch
+    from autopanoptic_cli.main import main
+
+    space = make_config("tiny", 2, 2).search_space()
+    arch = save_arch(space, tuple(0 for _ in space.layers), tmp_path / "arch.json")
+    res = CliRunner().invoke(main, ["retrain", "--out", str(tmp_path / "r"), "--arch", str(arch), "--no-progress",
+                                    "--set", "data.synthetic_images=8", "--set", "data.synthetic_size=32",
+                                    "--set", "retrain.batch_size=1", "--set", "retrain.steps=2",
+                                    "--set", "retrain.init_from_supernet=false"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "BatchNorm got one value per channel at step 0" in res.output and "batch_size" in res.output
+    assert len(res.output.strip().splitlines()) == 1
