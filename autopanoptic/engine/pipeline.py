@@ -411,9 +411,10 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
     with run_log(cfg, run) as log:
         for j in mine:
             where, a, desc = jobs[j]
+            net_j = nets[j] if j in nets else _built_network(cfg, data, a, None, where)
             with distributed.solo() if alone else contextlib.nullcontext():
                 res = train(
-                    nets[j] if j in nets else _built_network(cfg, data, a, None, where), data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
+                    net_j, data.train, data.splits.train, cfg.retrain, archs_for_step=lambda step: [None],
                     checkpoint_path=where / "checkpoint.pt", losses_path=where / "losses.json",
                     fingerprint=_fingerprint(cfg, "retrain", "model", "data", arch=list(a)),
                     device=device, stop_after=stop_after, flip=cfg.data.flip, progress=progress, desc=desc,
@@ -424,6 +425,7 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
                 result = res
             else:
                 nets.pop(j, None)
+                del net_j
     net = nets[0]
     if alone:  # the other workers trained controls or waited; they take rank 0's result from its checkpoint
         distributed.wait_for_all()
