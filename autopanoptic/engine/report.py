@@ -207,7 +207,8 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         if cfg is not None and metrics.get("All"):
             from autopanoptic.engine.truth import comparison
 
-            lines += ["\n### Against the ground truth of the space\n", *comparison(cfg, metrics["All"]["pq"])]
+            ctrl = [c["All"]["pq"] for c in metrics.get("controls") or []]
+            lines += ["\n### Against the ground truth of the space\n", *comparison(cfg, metrics["All"]["pq"], ctrl)]
         lines += controls.report_lines(metrics)
         if metrics.get("timings"):
             lines.append("\nSeconds (wall clock per stage; cpu_total = CPU time of all workers and threads): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings"].items()) + ".")

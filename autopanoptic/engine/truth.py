@@ -239,8 +239,9 @@ def table_for(cfg: Any) -> Path | None:
     return path if path.exists() else None
 
 
-def comparison(cfg: Any, pq: float) -> list[str]:
-    """Report lines: where a run's retrained PQ falls in the ground truth, or why that does not apply."""
+def comparison(cfg: Any, pq: float, controls: Sequence[float] = ()) -> list[str]:
+    """Report lines: where a run's retrained PQ (and its random ``controls``' PQ) falls in the ground
+    truth, or why that does not apply."""
     path = table_for(cfg)
     if path is None:
         return ["No ground-truth table for this configuration (`eval.ground_truth`); no comparison."]
@@ -267,4 +268,7 @@ def comparison(cfg: Any, pq: float) -> list[str]:
                      f"{len(means)} architecture means (median {100 * float(np.median(means)):.1f}).")
     else:
         lines[0] += "."
+    for i, c in enumerate(controls):
+        beats = float(np.mean([x < c for x in single]) + 0.5 * np.mean([x == c for x in single]))
+        lines.append(f"Random control {i + 1} (PQ {100 * c:.1f}) beats {100 * beats:.0f}% of those single trainings.")
     return lines

@@ -137,8 +137,10 @@ def test_the_report_compares_with_the_ground_truth_only_when_the_settings_match(
     run_dir = tmp_path / "run"
     (run_dir / "eval").mkdir(parents=True)
     g = {"pq": 0.45, "sq": 0.7, "rq": 0.6, "n": 9}
+    c = {**g, "pq": 0.31}
     (run_dir / "eval" / "metrics.json").write_text(json.dumps(
-        {"All": g, "Things": g, "Stuff": g, "per_class": {}, "n_images": 4, "retrain_steps": 50}))
+        {"All": g, "Things": g, "Stuff": g, "per_class": {}, "n_images": 4, "retrain_steps": 50,
+         "controls": [{"index": 0, "arch": [0], "All": c, "Things": c, "Stuff": c, "params": None}]}))
 
     def report(c) -> str:
         with RunDir(run_dir) as run:
@@ -146,9 +148,12 @@ def test_the_report_compares_with_the_ground_truth_only_when_the_settings_match(
 
     text = report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=str(path))))
     assert "beats 67% of the table's 6 single trainings" in text and "67% of its 3 architecture means" in text
+    assert "Random control 1 (PQ 31.0) beats 17% of those single trainings" in text
+    assert "| random control 1 | 31.0 |" in text and "Chosen minus the controls' mean: **+14.0 PQ**" in text
     other = evolve(cfg, retrain=evolve(cfg.retrain, steps=60), eval=evolve(cfg.eval, ground_truth=str(path)))
     text = report(other)
-    assert "does not apply: retrain.steps is 60 in the run, 50 in the table" in text and "beats" not in text
+    assert "does not apply: retrain.steps is 60 in the run, 50 in the table" in text
+    assert "beats 67%" not in text and "beats 17%" not in text
     assert "no comparison" in report(evolve(cfg, eval=evolve(cfg.eval, ground_truth=None)))
     assert "Against the ground truth" not in report(None)  # no config, no claim
 
