@@ -163,3 +163,22 @@ def test_the_replication_keeps_only_its_own_searches(monkeypatch):
     # the earlier searches (PQ 99) are left out of the difference: 51 - 50
     assert "(3) minus path-priority x=1 (2): +1.0 PQ" in text
     assert svr.replication_section(groups, rows, {a: 9, b: 9}) == []
+
+
+def test_the_demo_study_pairs_settings_on_one_supernet_and_reports_searched_minus_control(tmp_path, monkeypatch):
+    dc = load(BENCH / "demo_controls.py", monkeypatch)
+    done = [{"seed": 0, "overrides": []}, {"seed": 1, "overrides": []}, {"seed": 0, "overrides": ["train.steps=9"]}]
+    for u in done:
+        (dc.unit_folder(tmp_path, u["overrides"], u["seed"]) / "supernet").mkdir(parents=True)
+        (dc.unit_folder(tmp_path, u["overrides"], u["seed"]) / "supernet" / "checkpoint.pt").write_bytes(b"x")
+    assert dc.reusable(done, tmp_path, ["search.fitness=naswot"], 1) == dc.unit_folder(tmp_path, [], 1)
+    assert dc.reusable(done, tmp_path, ["train.steps=9", "search.cycles=2"], 0) == dc.unit_folder(
+        tmp_path, ["train.steps=9"], 0)
+    assert dc.reusable(done, tmp_path, ["train.steps=9"], 1) is None  # no unit of that supernet and seed
+    units = [{"seed": k, "overrides": [], "searched_pq": 0.50 + 0.01 * k, "control_pq": 0.52, "wall_s": 1.0,
+              "commit": "x"} for k in range(5)]
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"format": 1, "units": units}))
+    text = dc.report(results)
+    # differences -2, -1, 0, +1, +2 PQ: mean 0, two wins of five
+    assert "| defaults | 5 | 52.0 | 52.0 | +0.0 [" in text and "| 2 of 5 |" in text

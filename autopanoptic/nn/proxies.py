@@ -67,11 +67,17 @@ def naswot_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[Sequ
                   seed: int = 0, images: int = NASWOT_IMAGES) -> list[float]:
     """:func:`naswot_score` of the freshly initialised standalone network of each of ``archs``
     (``config``: the supernet's :class:`~autopanoptic.nn.SupernetConfig`) on the first ``images``
-    images of ``batches`` (lists of image tensors, e.g. the search's calibration batches). Every
-    network is initialised from ``seed``; the global RNG is left as it was."""
+    distinct images of ``batches`` (lists of image tensors, e.g. the search's calibration batches,
+    which repeat their images when the calibration split is small: two equal images would make
+    every score ``-inf``). Every network is initialised from ``seed``; the global RNG is left as it was."""
     from autopanoptic.nn.standalone import build_network
 
-    pics = [x for batch in batches for x in batch][:images]
+    pics: list[torch.Tensor] = []
+    for x in (x for batch in batches for x in batch):
+        if len(pics) < images and not any(x.shape == y.shape and torch.equal(x, y) for y in pics):
+            pics.append(x)
+    if len(pics) < 2:
+        raise ValueError(f"NASWOT needs at least 2 distinct images; the batches hold {len(pics)}")
     out = []
     for arch in archs:
         with torch.random.fork_rng(devices=[]):

@@ -24,3 +24,23 @@ def test_naswot_baseline_scores_fresh_networks_and_leaves_the_global_rng_alone()
     want = naswot_score(build_network(config, archs[1]), [x for b in batches for x in b][:5])
     assert got[1] == pytest.approx(want)
     assert len(set(got)) == 3  # the architectures differ
+
+
+def test_naswot_skips_repeated_images_of_a_small_calibration_split():
+    """A calibration split smaller than its batches repeats images; two equal images would make every
+    score -inf (the kernel matrix is singular), so each image counts once."""
+    from autopanoptic.nn import build_network, build_supernet
+    from autopanoptic.nn.proxies import naswot_score, naswot_scores
+
+    sup = build_supernet("tiny", 2, 2)
+    arch = sup.search_space.sample(0)
+    g = torch.Generator().manual_seed(1)
+    distinct = [torch.rand(3, 32, 32, generator=g) for _ in range(3)]
+    repeated = [[distinct[0], distinct[1]], [distinct[2].clone(), distinct[0].clone()]]  # 3 distinct of 4
+    torch.manual_seed(0)
+    assert naswot_score(build_network(sup.config, arch), [x for b in repeated for x in b]) == float("-inf")
+    got = naswot_scores(sup.config, [arch], repeated, seed=0, images=8)[0]
+    torch.manual_seed(0)
+    assert got == pytest.approx(naswot_score(build_network(sup.config, arch), distinct)) and got > float("-inf")
+    with pytest.raises(ValueError, match="2 distinct images"):
+        naswot_scores(sup.config, [arch], [[distinct[0], distinct[0].clone()]], seed=0)

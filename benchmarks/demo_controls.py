@@ -1,0 +1,170 @@
+"""The demo's own comparison, repeated over seeds: the searched network against its random control.
+
+Each unit is ``autopanoptic demo --workers 2 --set train.seed=K --set search.seed=K`` (plus the
+setting's ``--set`` overrides) in a fresh folder. With 2 workers the ``tiny`` preset's
+``retrain.controls: auto`` retrains one random architecture beside the searched one, with the same
+recipe; both are scored on the demo's evaluation split. This is Table 3 of the paper in the demo's
+own regime (its 96 generated images, retraining from the supernet's weights), where the ground-truth
+table (docs/benchmarks/ground-truth.md) does not apply.
+
+Seeds: ``train.seed = search.seed = K`` (the control is drawn from ``(search.seed, retrain.seed)``, so
+each K has its own supernet, search and control). A unit reuses the supernet of a finished unit with
+the same K whose overrides differ only in the search's (copied from its folder): such settings are
+paired on the supernet and on the control.
+
+Reported per setting (``docs/benchmarks/demo-controls.md``): searched minus control, paired by K: the
+mean with a bootstrap interval, how many K the searched network wins, and the one-sided Wilcoxon
+signed-rank p (:mod:`autopanoptic.search.stats`). Every finished unit is appended to
+``benchmarks/demo-controls.json`` (seed, settings, both architectures, both PQs, wall time, commit);
+the script resumes from it. One unit takes about 5 minutes of both cores (a reused supernet: about 2).
+
+Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/demo_controls.py --seeds 10
+    nice -n 10 .venv/bin/python benchmarks/demo_controls.py --seeds 10 --set search.fitness=naswot
+    .venv/bin/python benchmarks/demo_controls.py --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from _machine import code_version, cpu_name, write_page  # noqa: E402
+
+from autopanoptic.io import atomic_write_json  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "demo-controls.json"
+
+
+def words(overrides) -> str:
+    return " ".join(overrides) or "defaults"
+
+
+def supernet_overrides(overrides) -> list[str]:
+    """The overrides that shape the supernet and the data (all but the search's): units with the same
+    seed and these share a supernet."""
+    return [o for o in overrides if not o.split("=", 1)[0].startswith("search.")]
+
+
+def reusable(done: list[dict], keep: Path, overrides, seed: int) -> Path | None:
+    """The folder of a finished unit whose supernet this unit can reuse, if any."""
+    for u in done:
+        folder = unit_folder(keep, u["overrides"], seed)
+        if (u["seed"] == seed and supernet_overrides(u["overrides"]) == supernet_overrides(overrides)
+                and (folder / "supernet" / "checkpoint.pt").exists()):
+            return folder
+    return None
+
+
+def unit_folder(keep: Path, overrides, seed: int) -> Path:
+    return keep / f"{words(overrides).replace(' ', '_').replace('=', '-').replace('/', '_')}-{seed}"
+
+
+def run_unit(seed: int, overrides: list[str], folder: Path, base: Path | None, workers: int) -> dict:
+    """One demo in ``folder`` (seeded from the supernet of ``base`` when given): its record."""
+    if base is not None:
+        for part in ("data", "supernet", "splits.json"):
+            src = base / part
+            if src.is_dir():
+                shutil.copytree(src, folder / part)
+            elif src.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, folder / part)
+    exe = Path(sys.executable).parent / "autopanoptic"
+    cmd = [str(exe), "demo", "--out", str(folder), "--device", "cpu", "--workers", str(workers), "--no-progress",
+           "--set", f"train.seed={seed}", "--set", f"search.seed={seed}"]
+    for o in overrides:
+        cmd += ["--set", o]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        raise SystemExit(f"demo (seed {seed}, {words(overrides)}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    m = json.loads((folder / "eval" / "metrics.json").read_text())
+    if not m.get("controls"):
+        raise SystemExit(f"demo (seed {seed}) retrained no control: run it with 2 workers (retrain.controls: auto)")
+    c = m["controls"][0]
+    return {"seed": seed, "overrides": list(overrides), "searched_pq": m["All"]["pq"], "control_pq": c["All"]["pq"],
+            "searched_arch": m["arch"], "control_arch": c["arch"], "searched_params": m.get("params"),
+            "control_params": c.get("params"), "wall_s": time.perf_counter() - t0, "reused_supernet": base is not None,
+            "commit": code_version(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def measure(args) -> None:
+    keep = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="demo-controls-"))
+    for seed in range(args.seeds):
+        done = json.loads(args.results.read_text())["units"] if args.results.exists() else []
+        if any(u["seed"] == seed and u["overrides"] == list(args.overrides) for u in done):
+            continue
+        folder = unit_folder(keep, args.overrides, seed)
+        shutil.rmtree(folder, ignore_errors=True)  # an interrupted unit starts over
+        unit = run_unit(seed, args.overrides, folder, reusable(done, keep, args.overrides, seed), args.workers)
+        obj = json.loads(args.results.read_text()) if args.results.exists() else {"format": 1, "units": []}
+        obj["units"] = [u for u in obj["units"] if not (u["seed"] == seed and u["overrides"] == unit["overrides"])]
+        obj["units"].append(unit)
+        atomic_write_json(args.results, obj)
+        print(f"{words(args.overrides)} seed {seed}: done in {unit['wall_s']:.0f} s", flush=True)
+
+
+def report(results: Path) -> str:
+    from autopanoptic.search import stats
+
+    units = json.loads(results.read_text())["units"] if results.exists() else []
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for u in units:
+        groups.setdefault(tuple(u["overrides"]), []).append(u)
+    L = ["# The demo against its random control, over seeds", "",
+         "Each row: `autopanoptic demo` with 2 workers, `train.seed = search.seed = K` for each K, the setting's "
+         "overrides; the searched network and the random control retrained beside it (`retrain.controls: auto`, same "
+         "recipe), both scored on the demo's 24 evaluation images. Made by `benchmarks/demo_controls.py`; "
+         f"per-unit data in `benchmarks/{results.name}`. Machine: {cpu_name()}.", "",
+         "| settings | seeds | searched PQ (mean) | control PQ (mean) | searched - control [95%] | searched wins | "
+         "Wilcoxon p (one-sided) |", "|---|---|---|---|---|---|---|"]
+    for ov, us in sorted(groups.items()):
+        s = np.array([100 * u["searched_pq"] for u in us])
+        c = np.array([100 * u["control_pq"] for u in us])
+        d = s - c
+        lo, hi = stats.bootstrap_mean_ci(d, n_boot=4000) if len(d) > 1 else (float("nan"),) * 2
+        _, p = stats.wilcoxon_signed_rank(d)
+        L.append(f"| {words(ov)} | {len(us)} | {s.mean():.1f} | {c.mean():.1f} | {d.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] "
+                 f"| {int((d > 0).sum())} of {len(us)} | {p:.3f} |")
+    if not groups:
+        L.append("| - | 0 | - | - | - | - | - |")
+    L += ["", "## Each unit", "", "| settings | seed | searched PQ | control PQ | wall s | commit |", "|---|---|---|---|---|---|"]
+    for u in sorted(units, key=lambda u: (u["overrides"], u["seed"])):
+        L.append(f"| {words(u['overrides'])} | {u['seed']} | {100 * u['searched_pq']:.1f} | {100 * u['control_pq']:.1f} | "
+                 f"{u['wall_s']:.0f} | {u['commit']} |")
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2, help="worker processes per demo (2: one control)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--keep", default="/tmp/demo-controls", help="folder of the units' run folders")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "demo-controls.md")
+    args = ap.parse_args()
+    if not args.report_only:
+        measure(args)
+    text = report(args.results)
+    print(text)
+    write_page(args.out, text)
+
+
+if __name__ == "__main__":
+    main()
