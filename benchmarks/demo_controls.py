@@ -9,8 +9,8 @@ table (docs/benchmarks/ground-truth.md) does not apply.
 
 Seeds: ``train.seed = search.seed = K`` (the control is drawn from ``(search.seed, retrain.seed)``, so
 each K has its own supernet, search and control). A unit reuses the supernet of a finished unit with
-the same K whose overrides differ only in the search's (copied from its folder): such settings are
-paired on the supernet and on the control.
+the same K whose overrides differ only in those that leave the supernet alone (the search's,
+retraining's or evaluation's, as in ``search_vs_random.py``; copied from its folder).
 
 Reported per setting (``docs/benchmarks/demo-controls.md``): searched minus control, paired by K: the
 mean with a bootstrap interval, how many K the searched network wins, and the one-sided Wilcoxon
@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from _machine import code_version, cpu_name, write_page  # noqa: E402
+from search_vs_random import supernet_overrides  # noqa: E402  (units that differ only in these share a supernet)
 
 from autopanoptic.io import atomic_write_json  # noqa: E402
 
@@ -51,12 +52,6 @@ RESULTS = REPO / "benchmarks" / "demo-controls.json"
 
 def words(overrides) -> str:
     return " ".join(overrides) or "defaults"
-
-
-def supernet_overrides(overrides) -> list[str]:
-    """The overrides that shape the supernet and the data (all but the search's): units with the same
-    seed and these share a supernet."""
-    return [o for o in overrides if not o.split("=", 1)[0].startswith("search.")]
 
 
 def reusable(done: list[dict], keep: Path, overrides, seed: int) -> Path | None:

@@ -83,12 +83,17 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _margin(metrics: dict[str, Any]) -> float:
+    """The chosen network's PQ minus its controls' mean PQ (fractions)."""
+    return metrics["All"]["pq"] - float(np.mean([c["All"]["pq"] for c in metrics["controls"]]))
+
+
 def summary_line(metrics: dict[str, Any]) -> str | None:
     """One line for the terminal: the controls' PQ and the chosen network's margin over their mean."""
     ctrl = metrics.get("controls") or []
     if not ctrl:
         return None
-    diff = metrics["All"]["pq"] - float(np.mean([c["All"]["pq"] for c in ctrl]))
+    diff = _margin(metrics)
     return (f"random controls (same retraining): PQ {', '.join(_pct(c['All']['pq']) for c in ctrl)}; chosen minus "
             f"their mean {100 * diff:+.1f} (one training each: see the report)")
 
@@ -103,7 +108,7 @@ def report_lines(metrics: dict[str, Any]) -> list[str]:
         size = (f"{m['params'] / 1e6:.2f} | {m['macs'] / 1e9:.3f}" if m.get("params") is not None else "- | -")
         return f"| {name} | {_pct(m['All']['pq'])} | {_pct(m['All']['sq'])} | {_pct(m['All']['rq'])} | {size} |"
 
-    diff = metrics["All"]["pq"] - float(np.mean([c["All"]["pq"] for c in ctrl]))
+    diff = _margin(metrics)
     better = sum(metrics["All"]["pq"] > c["All"]["pq"] for c in ctrl)
     lines = ["\n### Against random controls\n",
              f"The same retraining ({metrics['retrain_steps']} steps, same recipe and seed) of {len(ctrl)} "

@@ -123,7 +123,7 @@ class UsageCounter:
 
 
 @contextlib.contextmanager
-def _out_of_memory(desc: str, step: int, device: torch.device, batch_size: int, images: int | None = None):
+def _training_errors(desc: str, step: int, device: torch.device, batch_size: int, images: int | None = None):
     """Turn PyTorch's out-of-memory error, and BatchNorm's refusal of a single value per channel,
     into a :class:`TrainingError` saying what to change (``images``: the images of this pass)."""
     try:
@@ -354,7 +354,7 @@ def train(
                     assert q == p, (q, p)  # the loader lists the loop's passes, in its order
                     images = [x.to(device, non_blocking=True) for x in images]
                     targets = [{n: v.to(device, non_blocking=True) for n, v in t.items()} for t in targets]
-                with _out_of_memory(desc, step, device, cfg.batch_size, len(images)), amp.autocast(amp_mode, device):
+                with _training_errors(desc, step, device, cfg.batch_size, len(images)), amp.autocast(amp_mode, device):
                     out = model(images, targets) if arch is None else model(images, targets, arch=arch)
                 out = {name: v.float() for name, v in out.items()}
                 loss = sum(out.values())
@@ -368,7 +368,7 @@ def train(
                         f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate "
                         f"(lr={cfg.lr}) or add warm-up steps"
                     )
-                with _out_of_memory(desc, step, device, cfg.batch_size):
+                with _training_errors(desc, step, device, cfg.batch_size):
                     (loss if scaler is None else scaler.scale(loss)).backward()
                 usage.end_pass()
                 for name, v in out.items():

@@ -29,7 +29,7 @@ import numpy as np
 from autopanoptic.errors import DataError
 from autopanoptic.search import stats
 
-__all__ = ["GroundTruth", "Reliability", "comparison", "table_for"]
+__all__ = ["GroundTruth", "Reliability", "comparison", "share_below", "table_for"]
 
 FORMAT = 1
 # settings that do not change what a retraining reaches
@@ -175,9 +175,7 @@ class GroundTruth:
     def percentile(self, value: float, key: str = "pq", min_seeds: int = 1) -> float:
         """Share of the table's architectures whose mean is below ``value`` (ties count half), in [0, 1]."""
         _, m = self.means(key, min_seeds)
-        if len(m) == 0:
-            return float("nan")
-        return float((np.sum(m < value) + 0.5 * np.sum(m == value)) / len(m))
+        return share_below(m, value)
 
     def mismatch(self, cfg: Any) -> str | None:
         """Why a run with config ``cfg`` is not comparable with the table (``None`` if it is): the
@@ -199,6 +197,14 @@ class GroundTruth:
             if why is not None:
                 return why
         return None
+
+
+def share_below(values: Sequence[float], value: float) -> float:
+    """Share of ``values`` below ``value``, ties counting half (NaN when there are none)."""
+    v = np.asarray(values, float)
+    if len(v) == 0:
+        return float("nan")
+    return float((np.sum(v < value) + 0.5 * np.sum(v == value)) / len(v))
 
 
 def _dig(run: dict[str, Any], key: str) -> float | None:
@@ -258,7 +264,7 @@ def comparison(cfg: Any, pq: float, controls: Sequence[float] = ()) -> list[str]
     _, means = gt.means(min_seeds=max((len(r) for r in gt.runs), default=1))
     if not single:
         return [f"The ground-truth table `{path.name}` holds no finished run yet."]
-    below = float(np.mean([x < pq for x in single]) + 0.5 * np.mean([x == pq for x in single]))
+    below = share_below(single, pq)
     lines = [f"The retrained network reaches PQ {100 * pq:.1f}. Against the ground truth of random architectures "
              f"of this space trained with the same data and recipe (`{path.name}`): it beats "
              f"{100 * below:.0f}% of the table's {len(single)} single trainings (median "
@@ -269,6 +275,6 @@ def comparison(cfg: Any, pq: float, controls: Sequence[float] = ()) -> list[str]
     else:
         lines[0] += "."
     for i, c in enumerate(controls):
-        beats = float(np.mean([x < c for x in single]) + 0.5 * np.mean([x == c for x in single]))
-        lines.append(f"Random control {i + 1} (PQ {100 * c:.1f}) beats {100 * beats:.0f}% of those single trainings.")
+        lines.append(f"Random control {i + 1} (PQ {100 * c:.1f}) beats {100 * share_below(single, c):.0f}% of those "
+                     "single trainings.")
     return lines
