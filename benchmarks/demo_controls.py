@@ -1,11 +1,14 @@
 """The demo's own comparison, repeated over seeds: the searched network against its random control.
 
-Each unit is ``autopanoptic demo --workers 2 --set train.seed=K --set search.seed=K`` (plus the
-setting's ``--set`` overrides) in a fresh folder. With 2 workers the ``tiny`` preset's
+Each unit is ``autopanoptic demo --config C --workers 2 --set train.seed=K --set search.seed=K``
+(plus the setting's ``--set`` overrides) in a fresh folder. With 2 workers the ``tiny`` preset's
 ``retrain.controls: auto`` retrains one random architecture beside the searched one, with the same
 recipe; both are scored on the demo's evaluation split. This is Table 3 of the paper in the demo's
-own regime (its 96 generated images, retraining from the supernet's weights), where the ground-truth
-table (docs/benchmarks/ground-truth.md) does not apply.
+own regime: with ``--config tiny-truth`` (the demo's default since 2026-12-01) the table's data and
+recipe, so each unit's two networks also get their percentile in the ground truth
+(docs/benchmarks/ground-truth.md); with ``--config tiny`` (the demo's former default: 96 images,
+retraining from the supernet's weights) no comparison applies. Units without a ``config`` field ran
+before it existed, on ``tiny``.
 
 Seeds: ``train.seed = search.seed = K`` (the control is drawn from ``(search.seed, retrain.seed)``, so
 each K has its own supernet, search and control). A unit reuses the supernet of a finished unit with
@@ -16,12 +19,14 @@ Reported per setting (``docs/benchmarks/demo-controls.md``): searched minus cont
 mean with a bootstrap interval, how many K the searched network wins, and the one-sided Wilcoxon
 signed-rank p (:mod:`autopanoptic.search.stats`). Every finished unit is appended to
 ``benchmarks/demo-controls.json`` (seed, settings, both architectures, both PQs, wall time, commit);
-the script resumes from it. One unit takes about 5 minutes of both cores (a reused supernet: about 2).
+the script resumes from it. One unit takes about 5 (``tiny``) or 6 (``tiny-truth``) minutes of both
+cores; one that reuses a supernet about 2 or 3.
 
 Usage::
 
     nice -n 10 .venv/bin/python benchmarks/demo_controls.py --seeds 10
     nice -n 10 .venv/bin/python benchmarks/demo_controls.py --seeds 10 --set search.fitness=naswot
+    nice -n 10 .venv/bin/python benchmarks/demo_controls.py --config tiny --seeds 10   # the former demo
     .venv/bin/python benchmarks/demo_controls.py --report-only
 """
 
@@ -50,25 +55,47 @@ from autopanoptic.io import atomic_write_json  # noqa: E402
 RESULTS = REPO / "benchmarks" / "demo-controls.json"
 
 
+FORMER = "tiny"  # the config of the units that ran before they recorded theirs
+
+
 def words(overrides) -> str:
     return " ".join(overrides) or "defaults"
 
 
-def reusable(done: list[dict], keep: Path, overrides, seed: int) -> Path | None:
+def config_of(unit: dict) -> str:
+    return unit.get("config", FORMER)
+
+
+def reusable(done: list[dict], keep: Path, config: str, overrides, seed: int) -> Path | None:
     """The folder of a finished unit whose supernet this unit can reuse, if any."""
     for u in done:
-        folder = unit_folder(keep, u["overrides"], seed)
-        if (u["seed"] == seed and supernet_overrides(u["overrides"]) == supernet_overrides(overrides)
+        folder = unit_folder(keep, config_of(u), u["overrides"], seed)
+        if (u["seed"] == seed and config_of(u) == config
+                and supernet_overrides(u["overrides"]) == supernet_overrides(overrides)
                 and (folder / "supernet" / "checkpoint.pt").exists()):
             return folder
     return None
 
 
-def unit_folder(keep: Path, overrides, seed: int) -> Path:
-    return keep / f"{words(overrides).replace(' ', '_').replace('=', '-').replace('/', '_')}-{seed}"
+def unit_folder(keep: Path, config: str, overrides, seed: int) -> Path:
+    name = f"{words(overrides).replace(' ', '_').replace('=', '-').replace('/', '_')}-{seed}"
+    return keep / (name if config == FORMER else f"{config}-{name}")
 
 
-def run_unit(seed: int, overrides: list[str], folder: Path, base: Path | None, workers: int) -> dict:
+def truth_percentiles(config: str, overrides, searched: float, control: float) -> tuple[float, float] | None:
+    """Where the two PQs fall among the ground truth's architecture means (fractions), when the
+    unit's settings match the table; None when no comparison applies."""
+    from autopanoptic.config import load_config
+    from autopanoptic.engine.truth import applicable_table
+
+    gt, _, _ = applicable_table(load_config(config, list(overrides)))
+    if gt is None:
+        return None
+    k = max(len(r) for r in gt.runs)
+    return gt.percentile(searched, min_seeds=k), gt.percentile(control, min_seeds=k)
+
+
+def run_unit(seed: int, config: str, overrides: list[str], folder: Path, base: Path | None, workers: int) -> dict:
     """One demo in ``folder`` (seeded from the supernet of ``base`` when given): its record."""
     if base is not None:
         for part in ("data", "supernet", "splits.json"):
@@ -79,7 +106,8 @@ def run_unit(seed: int, overrides: list[str], folder: Path, base: Path | None, w
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, folder / part)
     exe = Path(sys.executable).parent / "autopanoptic"
-    cmd = [str(exe), "demo", "--out", str(folder), "--device", "cpu", "--workers", str(workers), "--no-progress",
+    cmd = [str(exe), "demo", "--out", str(folder), "--config", config, "--device", "cpu", "--workers", str(workers),
+           "--no-progress",
            "--set", f"train.seed={seed}", "--set", f"search.seed={seed}"]
     for o in overrides:
         cmd += ["--set", o]
@@ -91,7 +119,7 @@ def run_unit(seed: int, overrides: list[str], folder: Path, base: Path | None, w
     if not m.get("controls"):
         raise SystemExit(f"demo (seed {seed}) retrained no control: run it with 2 workers (retrain.controls: auto)")
     c = m["controls"][0]
-    return {"seed": seed, "overrides": list(overrides), "searched_pq": m["All"]["pq"], "control_pq": c["All"]["pq"],
+    return {"seed": seed, "config": config, "overrides": list(overrides), "searched_pq": m["All"]["pq"], "control_pq": c["All"]["pq"],
             "searched_arch": m["arch"], "control_arch": c["arch"], "searched_params": m.get("params"),
             "control_params": c.get("params"), "wall_s": time.perf_counter() - t0, "reused_supernet": base is not None,
             "commit": code_version(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -101,52 +129,67 @@ def measure(args) -> None:
     keep = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="demo-controls-"))
     for seed in range(args.seeds):
         done = json.loads(args.results.read_text())["units"] if args.results.exists() else []
-        if any(u["seed"] == seed and u["overrides"] == list(args.overrides) for u in done):
+        same = lambda u: (u["seed"] == seed and config_of(u) == args.config  # noqa: E731
+                          and u["overrides"] == list(args.overrides))
+        if any(same(u) for u in done):
             continue
-        folder = unit_folder(keep, args.overrides, seed)
+        folder = unit_folder(keep, args.config, args.overrides, seed)
         shutil.rmtree(folder, ignore_errors=True)  # an interrupted unit starts over
-        unit = run_unit(seed, args.overrides, folder, reusable(done, keep, args.overrides, seed), args.workers)
+        unit = run_unit(seed, args.config, args.overrides, folder,
+                        reusable(done, keep, args.config, args.overrides, seed), args.workers)
         obj = json.loads(args.results.read_text()) if args.results.exists() else {"format": 1, "units": []}
-        obj["units"] = [u for u in obj["units"] if not (u["seed"] == seed and u["overrides"] == unit["overrides"])]
+        obj["units"] = [u for u in obj["units"] if not same(u)]
         obj["units"].append(unit)
         atomic_write_json(args.results, obj)
-        print(f"{words(args.overrides)} seed {seed}: done in {unit['wall_s']:.0f} s", flush=True)
+        print(f"{args.config} {words(args.overrides)} seed {seed}: done in {unit['wall_s']:.0f} s", flush=True)
 
 
 def report(results: Path) -> str:
     from autopanoptic.search import stats
 
     units = json.loads(results.read_text())["units"] if results.exists() else []
-    groups: dict[tuple[str, ...], list[dict]] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
     for u in units:
-        groups.setdefault(tuple(u["overrides"]), []).append(u)
+        groups.setdefault((config_of(u), tuple(u["overrides"])), []).append(u)
+    pct = {id(u): truth_percentiles(config_of(u), u["overrides"], u["searched_pq"], u["control_pq"]) for u in units}
     L = ["# The demo against its random control, over seeds", "",
-         "Each row: `autopanoptic demo` with 2 workers, `train.seed = search.seed = K` for each K, the setting's "
-         "overrides; the searched network and the random control retrained beside it (`retrain.controls: auto`, same "
-         "recipe), both scored on the demo's 24 evaluation images. Made by `benchmarks/demo_controls.py`; "
+         "Each row: `autopanoptic demo --config C` with 2 workers, `train.seed = search.seed = K` for each K, the "
+         "setting's overrides; the searched network and the random control retrained beside it (`retrain.controls: "
+         "auto`, same recipe), both scored on the demo's evaluation split (`tiny`: 24 images; `tiny-truth`, the "
+         "demo's default since 2026-12-01: the ground-truth table's 200). Where the settings match the ground-truth "
+         "table, the percentile columns say where each PQ falls among the table's architecture means "
+         "([ground-truth.md](ground-truth.md)). Made by `benchmarks/demo_controls.py`; "
          f"per-unit data in `benchmarks/{results.name}`. Machine: {cpu_name()}.", "",
-         "| settings | seeds | searched PQ (mean) | control PQ (mean) | searched - control [95%] | searched wins | "
-         "Wilcoxon p (one-sided) |", "|---|---|---|---|---|---|---|"]
-    for ov, us in sorted(groups.items()):
+         "| config | settings | seeds | searched PQ (mean) | control PQ (mean) | searched - control [95%] | "
+         "searched wins | Wilcoxon p (one-sided) | truth percentile, median: searched / control |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for (config, ov), us in sorted(groups.items()):
         s = np.array([100 * u["searched_pq"] for u in us])
         c = np.array([100 * u["control_pq"] for u in us])
         d = s - c
         lo, hi = stats.bootstrap_mean_ci(d, n_boot=4000) if len(d) > 1 else (float("nan"),) * 2
         _, p = stats.wilcoxon_signed_rank(d)
-        L.append(f"| {words(ov)} | {len(us)} | {s.mean():.1f} | {c.mean():.1f} | {d.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] "
-                 f"| {int((d > 0).sum())} of {len(us)} | {p:.3f} |")
+        ps = [pct[id(u)] for u in us if pct[id(u)] is not None]
+        where = (f"{100 * np.median([x[0] for x in ps]):.0f} / {100 * np.median([x[1] for x in ps]):.0f}"
+                 if ps else "does not apply")
+        L.append(f"| `{config}` | {words(ov)} | {len(us)} | {s.mean():.1f} | {c.mean():.1f} | {d.mean():+.1f} "
+                 f"[{lo:+.1f}, {hi:+.1f}] | {int((d > 0).sum())} of {len(us)} | {p:.3f} | {where} |")
     if not groups:
-        L.append("| - | 0 | - | - | - | - | - |")
-    L += ["", "## Each unit", "", "| settings | seed | searched PQ | control PQ | wall s | commit |", "|---|---|---|---|---|---|"]
-    for u in sorted(units, key=lambda u: (u["overrides"], u["seed"])):
-        L.append(f"| {words(u['overrides'])} | {u['seed']} | {100 * u['searched_pq']:.1f} | {100 * u['control_pq']:.1f} | "
-                 f"{u['wall_s']:.0f} | {u['commit']} |")
+        L.append("| - | - | 0 | - | - | - | - | - | - |")
+    L += ["", "## Each unit", "", "| config | settings | seed | searched PQ | control PQ | truth percentile: searched / "
+          "control | wall s | commit |", "|---|---|---|---|---|---|---|---|"]
+    for u in sorted(units, key=lambda u: (config_of(u), u["overrides"], u["seed"])):
+        x = pct[id(u)]
+        where = f"{100 * x[0]:.0f} / {100 * x[1]:.0f}" if x is not None else "-"
+        L.append(f"| `{config_of(u)}` | {words(u['overrides'])} | {u['seed']} | {100 * u['searched_pq']:.1f} | "
+                 f"{100 * u['control_pq']:.1f} | {where} | {u['wall_s']:.0f} | {u['commit']} |")
     return "\n".join(L) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--config", default="tiny-truth", help="the demo's config (its default: tiny-truth)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes per demo (2: one control)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--results", type=Path, default=RESULTS)

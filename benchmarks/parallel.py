@@ -10,7 +10,7 @@ cores away from the workers and lowers CPU / wall.
 
 Usage::
 
-    .venv/bin/python benchmarks/parallel.py                  # the demo, writes docs/benchmarks/parallel.md
+    .venv/bin/python benchmarks/parallel.py                  # the demo (tiny-truth), writes docs/benchmarks/parallel.md
     .venv/bin/python benchmarks/parallel.py --repeats 1 --set train.steps=30 --set retrain.steps=100 --no-write
 """
 
@@ -34,10 +34,11 @@ sys.path.insert(0, str(REPO))
 from _machine import cpu_name, write_page  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 
-def run_demo(workers: int, out: Path, overrides: list[str]) -> dict[str, float]:
+def run_demo(workers: int, out: Path, overrides: list[str], config: str = "tiny-truth") -> dict[str, float]:
     """One ``autopanoptic demo`` run; its wall time, CPU time (all processes) and PQ."""
     exe = Path(sys.executable).parent / "autopanoptic"
-    cmd = [str(exe), "demo", "--out", str(out), "--device", "cpu", "--workers", str(workers), "--no-progress"]
+    cmd = [str(exe), "demo", "--out", str(out), "--config", config, "--device", "cpu", "--workers", str(workers),
+           "--no-progress"]
     for o in overrides:
         cmd += ["--set", o]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--config", default="tiny-truth", help="the demo's config (its default: tiny-truth)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -68,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="parallel-bench-") as tmp:
         for r in range(args.repeats):
             for n in args.workers:
-                res = run_demo(n, Path(tmp) / f"w{n}-{r}", args.overrides)
+                res = run_demo(n, Path(tmp) / f"w{n}-{r}", args.overrides, args.config)
                 results[n].append(res)
                 print(f"workers {n} repeat {r}: wall {res['wall']:.0f} s, CPU {res['cpu']:.0f} s, "
                       f"PQ {res['pq']:.2f}", flush=True)
@@ -102,7 +104,7 @@ included) for N = {', '.join(map(str, args.workers))}, alternating, {args.repeat
 medians; CPU is the CPU time of the command and all its processes. Targets (issue 14): with 2
 workers on 2 cores, CPU / wall >= 1.7 and wall <= 0.6 x the 1-worker wall time.
 
-Measured {started} on {machine}. Config: `tiny`{(' with ' + over) if over else ''}.
+Measured {started} on {machine}. Config: `{args.config}`{(' with ' + over) if over else ''}.
 
 {table}
 
@@ -117,7 +119,7 @@ architecture the search picks; for a given number of workers the run is determin
 
 To re-measure (on a quiet machine the CPU / wall ratio is what the workers can use):
 
-    .venv/bin/python benchmarks/parallel.py {over}
+    .venv/bin/python benchmarks/parallel.py --config {args.config} {over}
 """)
     print(f"wrote {doc}")
 

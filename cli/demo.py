@@ -3,7 +3,11 @@
 ``autopanoptic demo`` generates the synthetic dataset, trains the ``tiny`` supernet with strict
 fairness, runs path-priority search, retrains the winner, evaluates it on the held-out evaluation
 split, and prints PQ / SQ / RQ and the path of the report
-(:func:`autopanoptic.engine.pipeline.demo`).
+(:func:`autopanoptic.engine.pipeline.demo`). Its default config is ``tiny-truth``: the ``tiny``
+preset on the data and retraining recipe of the ``tiny`` ground-truth table, so that the report can
+say where the searched network (and its random control) falls among the table's random
+architectures (docs/benchmarks/ground-truth.md); ``--config tiny`` is the faster demo on 96 images,
+where that comparison does not apply.
 
 ``autopanoptic demo --toy`` is the few-second demonstration of the search core alone
 (:func:`autopanoptic.search.demo.search_demo`): path-priority, evolution and random search on a
@@ -33,7 +37,8 @@ def _fresh_folder(out: Path | None) -> Path:
               help="Output folder (default: runs/demo-<timestamp>/). The panoptic demo resumes from an existing one.")
 @click.option("--toy", is_flag=True,
               help="Only the search core, on a synthetic fitness landscape (a few seconds, no network).")
-@click.option("--config", "config", default="tiny", show_default=True, help="Preset or YAML config.")
+@click.option("--config", "config", default="tiny-truth", show_default=True,
+              help="Preset or YAML config (tiny-truth: tiny on the ground-truth table's data and recipe).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config value, e.g. --set retrain.steps=100 (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")

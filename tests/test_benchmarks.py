@@ -167,18 +167,30 @@ def test_the_replication_keeps_only_its_own_searches(monkeypatch):
 
 def test_the_demo_study_pairs_settings_on_one_supernet_and_reports_searched_minus_control(tmp_path, monkeypatch):
     dc = load(BENCH / "demo_controls.py", monkeypatch)
-    done = [{"seed": 0, "overrides": []}, {"seed": 1, "overrides": []}, {"seed": 0, "overrides": ["train.steps=9"]}]
+    T = "tiny-truth"
+    # units of the former demo carry no config: they ran on `tiny`
+    done = [{"seed": 0, "overrides": []}, {"seed": 1, "overrides": []}, {"seed": 0, "overrides": ["train.steps=9"]},
+            {"seed": 2, "config": T, "overrides": []}]
     for u in done:
-        (dc.unit_folder(tmp_path, u["overrides"], u["seed"]) / "supernet").mkdir(parents=True)
-        (dc.unit_folder(tmp_path, u["overrides"], u["seed"]) / "supernet" / "checkpoint.pt").write_bytes(b"x")
-    assert dc.reusable(done, tmp_path, ["search.fitness=naswot"], 1) == dc.unit_folder(tmp_path, [], 1)
-    assert dc.reusable(done, tmp_path, ["train.steps=9", "search.cycles=2"], 0) == dc.unit_folder(
-        tmp_path, ["train.steps=9"], 0)
-    assert dc.reusable(done, tmp_path, ["train.steps=9"], 1) is None  # no unit of that supernet and seed
+        folder = dc.unit_folder(tmp_path, dc.config_of(u), u["overrides"], u["seed"])
+        (folder / "supernet").mkdir(parents=True)
+        (folder / "supernet" / "checkpoint.pt").write_bytes(b"x")
+    assert dc.reusable(done, tmp_path, "tiny", ["search.fitness=naswot"], 1) == dc.unit_folder(tmp_path, "tiny", [], 1)
+    assert dc.reusable(done, tmp_path, "tiny", ["train.steps=9", "search.cycles=2"], 0) == dc.unit_folder(
+        tmp_path, "tiny", ["train.steps=9"], 0)
+    assert dc.reusable(done, tmp_path, "tiny", ["train.steps=9"], 1) is None  # no unit of that supernet and seed
+    assert dc.reusable(done, tmp_path, T, [], 1) is None  # another config: another supernet
+    assert dc.reusable(done, tmp_path, T, ["search.fitness=naswot"], 2) == dc.unit_folder(tmp_path, T, [], 2)
+    assert dc.unit_folder(tmp_path, T, [], 2) != dc.unit_folder(tmp_path, "tiny", [], 2)
     units = [{"seed": k, "overrides": [], "searched_pq": 0.50 + 0.01 * k, "control_pq": 0.52, "wall_s": 1.0,
               "commit": "x"} for k in range(5)]
+    # on the table's settings: PQs at the shipped table's extremes land at its ends
+    units += [{"seed": k, "config": T, "overrides": [], "searched_pq": 0.99, "control_pq": 0.01, "wall_s": 1.0,
+               "commit": "x"} for k in range(3)]
     results = tmp_path / "r.json"
     results.write_text(json.dumps({"format": 1, "units": units}))
     text = dc.report(results)
-    # differences -2, -1, 0, +1, +2 PQ: mean 0, two wins of five
-    assert "| defaults | 5 | 52.0 | 52.0 | +0.0 [" in text and "| 2 of 5 |" in text
+    # differences -2, -1, 0, +1, +2 PQ: mean 0, two wins of five; no comparison on `tiny`
+    assert "| `tiny` | defaults | 5 | 52.0 | 52.0 | +0.0 [" in text and "| 2 of 5 |" in text
+    assert "| does not apply |" in text
+    assert "| `tiny-truth` | defaults | 3 | 99.0 | 1.0 | +98.0 [" in text and "| 100 / 0 |" in text

@@ -101,5 +101,9 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
                         if rt.controls == "auto" and rt.parallel == "single" else
                         f"; plus {rt.controls} random control(s), same recipe" if rt.controls not in (0, "auto") else ""))
     if "evaluate" in stages:
+        from autopanoptic.engine.truth import applicable_table
+
+        gt, _, words = applicable_table(cfg)
         lines.append(f"evaluate: {len(splits.eval)} images; export COCO panoptic: {cfg.eval.export}")
+        lines.append(f"report: {words}" if gt is not None else f"report: {words[0].lower()}{words[1:]}")
     return "\n".join(lines)

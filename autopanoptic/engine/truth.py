@@ -245,21 +245,31 @@ def table_for(cfg: Any) -> Path | None:
     return path if path.exists() else None
 
 
-def comparison(cfg: Any, pq: float, controls: Sequence[float] = ()) -> list[str]:
-    """Report lines: where a run's retrained PQ (and its random ``controls``' PQ) falls in the ground
-    truth, or why that does not apply."""
+def applicable_table(cfg: Any) -> tuple[GroundTruth | None, Path | None, str]:
+    """The ground-truth table a run with config ``cfg`` is comparable with (settled), its file and a
+    phrase naming it; or ``None`` and the sentence that says why no comparison applies."""
     path = table_for(cfg)
     if path is None:
-        return ["No ground-truth table for this configuration (`eval.ground_truth`); no comparison."]
+        return None, None, "No ground-truth table for this configuration (`eval.ground_truth`); no comparison."
     try:
         gt = GroundTruth.load(path).settled()
     except DataError as e:
-        return [f"The ground-truth table could not be read: {e}"]
+        return None, path, f"The ground-truth table could not be read: {e}"
     why = gt.mismatch(cfg)
     if why is not None:
-        return [f"The comparison with the ground truth (`{path.name}`) does not apply: {why}. It applies to a run "
-                "with the table's data, preset, sampling space and retraining recipe (from scratch); see "
-                "docs/benchmarks/ground-truth.md."]
+        return None, path, (f"The comparison with the ground truth (`{path.name}`) does not apply: {why}. It applies to "
+                      "a run with the table's data, preset, sampling space and retraining recipe (from scratch), "
+                      "e.g. the `tiny-truth` preset; see docs/benchmarks/ground-truth.md.")
+    return gt, path, (f"compared with the ground truth `{path.name}` ({len(gt.runs)} random architectures of this space "
+                "trained with the same data and recipe)")
+
+
+def comparison(cfg: Any, pq: float, controls: Sequence[float] = ()) -> list[str]:
+    """Report lines: where a run's retrained PQ (and its random ``controls``' PQ) falls in the ground
+    truth, or why that does not apply."""
+    gt, path, words = applicable_table(cfg)
+    if gt is None or path is None:
+        return [words]
     single = [float(r["pq"]) for rs in gt.runs for r in rs]
     _, means = gt.means(min_seeds=max((len(r) for r in gt.runs), default=1))
     if not single:

@@ -309,6 +309,22 @@ def test_the_tiny_truth_preset_is_the_tables_setting_and_tiny_is_not():
     assert gt.mismatch(load_config("tiny-truth", ["retrain.steps=1000"])) is not None
 
 
+def test_the_demo_by_default_runs_where_the_comparison_applies_and_its_plan_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from autopanoptic_cli.main import main
+
+    def plan_line(*args: str) -> str:
+        res = CliRunner().invoke(main, ["demo", "--dry-run", "--out", str(tmp_path / "p"), *args])
+        assert res.exit_code == 0, res.output
+        return next(x for x in res.output.splitlines() if x.startswith("report:"))
+
+    assert plan_line().startswith("report: compared with the ground truth `tiny.json`")
+    assert "does not apply: data." in plan_line("--config", "tiny")
+    assert "does not apply: retrain.steps" in plan_line("--set", "retrain.steps=10")
+    assert "no comparison" in plan_line("--set", "eval.ground_truth=null")
+
+
 def test_a_growing_table_compares_on_the_seeds_every_architecture_has():
     # 30 architectures with 3 seeds; 5 of them already have 2 more (a table growing by --seeds 5)
     rng = np.random.default_rng(1)
