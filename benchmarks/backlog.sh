@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The CPU backlog of issues 12 and 13, in the order the notes fixed, for one of two shards:
+#
+#     git worktree add /work/exp HEAD             # a checkout nothing edits while it runs
+#     cd /work/exp && RESULTS=/work/main/benchmarks/ground_truth nohup nice -n 10 bash benchmarks/backlog.sh 0 &
+#     cd /work/exp && RESULTS=/work/main/benchmarks/ground_truth nohup nice -n 10 bash benchmarks/backlog.sh 1 &
+#
+# Every step resumes (a finished search or training is skipped, an interrupted one continues from its
+# checkpoint), so running it again continues where it stopped. Run it from a checkout that nothing
+# edits while it runs: the processes load code and presets as they go. RESULTS is the folder of
+# tiny.json and searches-tiny.json that the results go to (default: this checkout's), PY the Python
+# (default: the venv beside RESULTS's checkout, else this checkout's).
+#
+# 1. The replication fixed on docs/benchmarks/search-vs-random.md (c09c0d6): 30 new searches with the
+#    default fitness, then 30 with NASWOT. Read once when all 60 are in, never before.
+# 2. The ground truth to 8 seeds per architecture (issue 12's reliability target).
+# 3. Table 5 on the ground truth (fixed on search-vs-random.md): evolution, random search, guided.
+set -euo pipefail
+K=${1:?usage: backlog.sh K, K = 0 or 1: the shard of 2 this process runs}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+RESULTS=${RESULTS:-$HERE/benchmarks/ground_truth}
+PY=${PY:-$(cd "$RESULTS/../.." && pwd)/.venv/bin/python}
+[ -x "$PY" ] || PY=$HERE/.venv/bin/python
+cd "$HERE"
+SVR=("$PY" benchmarks/search_vs_random.py --results "$RESULTS/searches-tiny.json" --table "$RESULTS/tiny.json"
+     --set train.holdout_val=true --shard "$K/2")
+step() { echo "== $(date -u '+%F %T') shard $K: $*"; }
+
+step "replication: the default fitness"
+"${SVR[@]}" --search-seeds 10
+step "replication: NASWOT"
+"${SVR[@]}" --set search.fitness=naswot --supernet-seeds 1 --search-seeds 50
+step "ground truth to 8 seeds"
+"$PY" benchmarks/ground_truth.py --table "$RESULTS/tiny.json" --seeds 8 --shard "$K/2"
+step "Table 5: evolution (250 evaluations)"
+"${SVR[@]}" --policies evolution --set search.population=25 --set search.generations=10 --search-seeds 2
+step "Table 5: random search (150 evaluations)"
+"${SVR[@]}" --policies random --set search.evaluations=150 --search-seeds 2
+step "Table 5: guided (60 evaluations)"
+"${SVR[@]}" --policies guided --set search.evaluations=60 --search-seeds 2
+step "done"
