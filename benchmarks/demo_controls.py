@@ -83,16 +83,16 @@ def unit_folder(keep: Path, config: str, overrides, seed: int) -> Path:
 
 
 def truth_percentiles(config: str, overrides, searched: float, control: float) -> tuple[float, float] | None:
-    """Where the two PQs fall among the ground truth's architecture means (fractions), when the
-    unit's settings match the table; None when no comparison applies."""
+    """Where the two PQs (one training each) fall among the ground truth's single trainings
+    (fractions), when the unit's settings match the table; None when no comparison applies."""
     from autopanoptic.config import load_config
-    from autopanoptic.engine.truth import applicable_table
+    from autopanoptic.engine.truth import applicable_table, share_below
 
     gt, _, _ = applicable_table(load_config(config, list(overrides)))
     if gt is None:
         return None
-    k = max(len(r) for r in gt.runs)
-    return gt.percentile(searched, min_seeds=k), gt.percentile(control, min_seeds=k)
+    single = [float(r["pq"]) for rs in gt.runs for r in rs]
+    return share_below(single, searched), share_below(single, control)
 
 
 def run_unit(seed: int, config: str, overrides: list[str], folder: Path, base: Path | None, workers: int) -> dict:
@@ -157,7 +157,7 @@ def report(results: Path) -> str:
          "setting's overrides; the searched network and the random control retrained beside it (`retrain.controls: "
          "auto`, same recipe), both scored on the demo's evaluation split (`tiny`: 24 images; `tiny-truth`, the "
          "demo's default since 2026-12-01: the ground-truth table's 200). Where the settings match the ground-truth "
-         "table, the percentile columns say where each PQ falls among the table's architecture means "
+         "table, the percentile columns say where each PQ (one training) falls among the table's single trainings "
          "([ground-truth.md](ground-truth.md)). Made by `benchmarks/demo_controls.py`; "
          f"per-unit data in `benchmarks/{results.name}`. Machine: {cpu_name()}.", "",
          "| config | settings | seeds | searched PQ (mean) | control PQ (mean) | searched - control [95%] | "
