@@ -16,25 +16,44 @@ from autopanoptic_cli.pipeline import _stage, run_options
 @click.option("--pool", type=click.IntRange(min=4), default=48, show_default=True,
               help="Random architectures whose supernet fitness is measured to pick --archs from.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the pool.")
+@click.option("--truth", type=click.Choice(["auto", "table", "quick"]), default="auto", show_default=True,
+              help="What the fitness is held against: quick trainings from scratch (quick), or the ground-truth "
+                   "table's means when the run's data, preset and space are the table's (table: e.g. the "
+                   "tiny-truth preset; no training needed); auto = table where it applies, else quick.")
 @_stage(["check-ranking"])
-def check_ranking(cfg, run, device, progress, archs, steps, pool, seed):
-    """Train a few architectures briefly from scratch and report Kendall's tau between the supernet's
-    fitness and what they reach (resumable; the verdict says whether to trust a search)."""
+def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
+    """Report Kendall's tau between the supernet's fitness and how architectures train: a few trained
+    briefly from scratch (resumable), or the ground-truth table where the run matches it; the verdict
+    says whether to trust a search."""
     from autopanoptic.engine.distributed import world
-    from autopanoptic.engine.ranking import RankingCheck, check_ranking as check
+    from autopanoptic.engine.ranking import RankingCheck, check_ranking as check, check_ranking_on_table, stronger_baselines
     from autopanoptic.engine.report import write_report
+    from autopanoptic.engine.truth import applicable_table
     from autopanoptic.errors import ConfigError
 
     try:
         settings = RankingCheck(archs=archs, steps=steps, pool=pool, seed=seed)
     except ValueError as e:
         raise ConfigError(f"check-ranking: {e}") from None
-    res = check(cfg, run, settings, device=device, progress=progress)
+    if truth == "auto":
+        truth = "table" if applicable_table(cfg, sections=("data",))[0] is not None else "quick"
+    about = None
+    if truth == "table":
+        res, about = check_ranking_on_table(cfg, run, settings, device=device, progress=progress)
+    else:
+        res = check(cfg, run, settings, device=device, progress=progress)
     if not world().is_main:
         return
     write_report(run, cfg)
+    if about is not None:
+        click.echo(f"against the ground truth `{about['table']}`: {about['archs']} architectures x {about['seeds']} "
+                   f"trainings each (its means are reliable at {about['reliability_icc']:.2f}: even a perfect "
+                   f"estimator would reach a tau of about {about['tau_ceiling']:.2f})")
     click.echo(f"{len(res.archs)} architectures; Spearman {res.rho:.2f}; one-sided permutation p {res.p_value:.3f}")
     base = ", ".join(f"{name} alone {tau:.2f}" for name, tau in res.baselines)
     click.echo(f"training-free baselines against the same truth: {base}" if base else "")
     click.echo(res.verdict)
+    better = stronger_baselines(res.tau, dict(res.baselines), cfg.search.fitness)
+    if better:
+        click.echo(better)
     click.echo(f"details: {run.root / 'check-ranking' / 'result.json'}")

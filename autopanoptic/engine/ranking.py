@@ -5,9 +5,8 @@ their stand-alone accuracy. :func:`check_ranking` measures that on a run folder 
 supernet:
 
 1. draw a pool of ``pool`` architectures uniformly from the sampling space (seeded) and measure
-   each one's supernet fitness exactly as the search does
-   (:func:`autopanoptic.engine.search.path_fitness`: BN recalibration, PQ on the search-validation
-   split);
+   each one's fitness exactly as the search does (:func:`autopanoptic.engine.search.candidate_fitness`
+   of ``search.fitness``: by default BN recalibration, then PQ on the search-validation split);
 2. pick ``archs`` of them spread evenly over the fitness range (sorted by fitness, evenly spaced
    positions), so the check sees good and bad paths alike;
 3. train each picked architecture briefly **from scratch** (``steps`` steps of the ``retrain``
@@ -16,6 +15,12 @@ supernet:
    networks; the evaluation split is never touched);
 4. Kendall's tau between fitness and that quick truth, a bootstrap interval, a one-sided
    permutation p-value, and one verdict line.
+
+When the run's data, preset and sampling space are those of a ground-truth table
+(:mod:`autopanoptic.engine.truth`; the ``tiny-truth`` preset's, the demo's), no quick truth is
+needed: :func:`check_ranking_on_table` scores the table's architectures with the supernet's fitness
+and holds them against the table's means (several seeds of the full recipe each), and says how far
+the table's own noise caps tau (:func:`autopanoptic.search.stats.tau_ceiling`).
 
 Every finished architecture is appended to ``<run>/check-ranking/journal.jsonl`` (its first line
 holds the settings and the supernet's fingerprint), so an interrupted check resumes; the result
@@ -44,7 +49,8 @@ from autopanoptic.errors import CheckpointError, ConfigError
 from autopanoptic.io import atomic_write_json
 from autopanoptic.search import stats
 
-__all__ = ["RankingCheck", "RankingResult", "assess", "check_ranking", "pick_spread", "plot_ranking", "verdict"]
+__all__ = ["RankingCheck", "RankingResult", "assess", "check_ranking", "check_ranking_on_table", "pick_spread",
+           "plot_ranking", "stronger_baselines", "verdict"]
 
 
 def _at_least(n: int):
@@ -129,6 +135,23 @@ def verdict(tau: float, lo: float, hi: float) -> str:
             "architectures (--archs) with longer quick training (--steps)")
 
 
+def stronger_baselines(tau: float, baselines: dict[str, float], fitness: str = "pq") -> str | None:
+    """A sentence naming the training-free ``baselines`` (name: tau against the same truth) that rank
+    a check's architectures better than the search's fitness did (``tau``; point estimates), or None.
+
+    >>> stronger_baselines(0.2, {"NASWOT": 0.45, "MACs": -0.1})
+    'ranked better by a training-free baseline: NASWOT tau 0.45 against 0.20 (point estimates; search.fitness=naswot searches with it)'
+    """
+    if np.isnan(tau):
+        return None
+    better = [(k, t) for k, t in baselines.items() if not np.isnan(t) and t > tau]
+    if not better:
+        return None
+    hint = "; search.fitness=naswot searches with it" if fitness != "naswot" and "NASWOT" in dict(better) else ""
+    return ("ranked better by a training-free baseline: " + ", ".join(f"{k} tau {t:.2f}" for k, t in better)
+            + f" against {tau:.2f} (point estimates{hint})")
+
+
 def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequence[float],
            settings: RankingCheck = RankingCheck(),
            baselines: dict[str, Sequence[float]] | None = None) -> RankingResult:
@@ -155,8 +178,9 @@ def _journal_header(cfg, settings: RankingCheck, supernet_fp: dict[str, Any]) ->
     from autopanoptic.config import config_to_dict
 
     d = config_to_dict(cfg)
+    keys = ("calib_batches", "calib_batch_size") + (("fitness",) if cfg.search.fitness != "pq" else ())
     return {"kind": "check-ranking", "settings": attrs.asdict(settings), "supernet": supernet_fp,
-            "retrain": d["retrain"], "search": {k: d["search"][k] for k in ("calib_batches", "calib_batch_size")}}
+            "retrain": d["retrain"], "search": {k: d["search"][k] for k in keys}}  # journals before `fitness`: pq
 
 
 def _read_journal(path: Path, header: dict[str, Any], *, repair: bool) -> dict[int, dict[str, Any]]:
@@ -218,12 +242,88 @@ def _append(path: Path, obj: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _on_every_rank(n: int, score) -> list[float]:
+    """``score(i)`` for i in range(n), dealt to the ranks and gathered: every rank gets all n."""
+    from autopanoptic.engine import distributed
+
+    world = distributed.world()
+    mine = {i: score(i) for i in distributed.shard(range(n), world)}
+    for part in (distributed.all_gather_objects(mine) if world.active else []):
+        mine.update(part)
+    return [mine[i] for i in range(n)]
+
+
+def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
+                           progress: bool = True) -> tuple[RankingResult, dict[str, Any]]:
+    """The check against a ground-truth table instead of quick trainings: every architecture of the
+    table (with the seeds all of them have) is scored with the supernet's fitness, as the search
+    scores candidates, and held against the table's mean PQ. Needs a run whose data, preset and
+    sampling space match the table (``eval.ground_truth``; a :class:`ConfigError` says what differs).
+    Returns the result and a description of the truth (table, architectures, seeds, reliability,
+    the tau ceiling); both are written to ``<run>/check-ranking/result.json``."""
+    from autopanoptic.engine import distributed, pipeline
+    from autopanoptic.engine.search import calibration_batches, candidate_fitness
+    from autopanoptic.engine.truth import applicable_table
+    from autopanoptic.nn import count
+    from autopanoptic.nn.proxies import naswot_scores
+
+    gt, path, why = applicable_table(cfg, sections=("data",))
+    if gt is None or path is None:
+        raise ConfigError(f"check-ranking --truth table: {why}")
+    k = max(len(r) for r in gt.runs)
+    archs, truth = gt.means(min_seeds=k)
+    if len(archs) < 4:
+        raise ConfigError(f"check-ranking --truth table: {path} has {len(archs)} architectures with {k} seeds; "
+                          "it needs at least 4")
+    world = distributed.world()
+    data = data or pipeline.prepare_data(cfg, run, progress=progress)
+    splits = data.splits
+    supernet = pipeline.load_supernet(cfg, run, data, device=device)
+    resize = pipeline._resize(cfg)
+    calib = calibration_batches(data.train, splits.calib, cfg.search.calib_batches, cfg.search.calib_batch_size,
+                                device, resize=resize)
+    bar = None
+    if progress and world.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(archs), desc="check-ranking (table)", unit="arch")
+
+    def score(i: int) -> float:
+        f = candidate_fitness(cfg.search.fitness, supernet, archs[i], data.train, splits.val, calib, device=device,
+                              resize=resize, amp=cfg.eval.amp, seed=cfg.search.seed)
+        if bar is not None:
+            bar.update(world.size)
+        return f
+
+    fitness = _on_every_rank(len(archs), score)
+    if bar is not None:
+        bar.close()
+    costs = [count(supernet, a, cfg.search.cost_image_size) for a in archs]
+    proxy = _on_every_rank(len(archs), lambda i: naswot_scores(supernet.config, [archs[i]], calib,
+                                                               seed=settings.seed)[0])
+    supernet = None  # its memory back before what follows (the scoring closures above are done with it)
+    result = assess(archs, fitness, [float(t) for t in truth], settings,
+                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs], "NASWOT": proxy})
+    rel = gt.reliability(archs=[i for i, rs in enumerate(gt.runs) if len(rs) >= k])
+    about = {"table": path.name, "archs": len(archs), "seeds": k, "reliability_icc": rel.icc,
+             "fitness": cfg.search.fitness,
+             "tau_ceiling": stats.tau_ceiling(rel.icc) if rel.icc > 0 else float("nan"),
+             "scored_on": "search-validation split", "val_images": len(splits.val)}
+    if world.is_main:
+        (run.root / "check-ranking").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.root / "check-ranking" / "result.json",
+                          {**result.to_json(), "settings": attrs.asdict(settings), "table_truth": about})
+        plot_ranking(result, run.root / "plots" / "check_ranking.png",
+                     truth_label=f"ground-truth mean of {k} trainings (PQ %)", kind=cfg.search.fitness)
+    return result, about
+
+
 def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
                   progress: bool = True) -> RankingResult:
     """Run the check on the run folder ``run`` (see the module docstring)."""
     from autopanoptic.engine import distributed, pipeline
     from autopanoptic.engine.scratch import train_and_score
-    from autopanoptic.engine.search import calibration_batches, path_fitness
+    from autopanoptic.engine.search import calibration_batches, candidate_fitness
 
     world = distributed.world()
     data = data or pipeline.prepare_data(cfg, run, progress=progress)
@@ -251,12 +351,9 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     resize = pipeline._resize(cfg)  # the images as the search and the retraining see them
     calib = calibration_batches(data.train, splits.calib, cfg.search.calib_batches, cfg.search.calib_batch_size,
                                 device, resize=resize)
-    mine = {i: path_fitness(supernet, pool[i], data.train, splits.val, calib, device=device, resize=resize,
-                            amp=cfg.eval.amp)
-            for i in distributed.shard(range(len(pool)), world)}
-    for part in (distributed.all_gather_objects(mine) if world.active else []):
-        mine.update(part)
-    fitness = [mine[i] for i in range(len(pool))]
+    fitness = _on_every_rank(len(pool), lambda i: candidate_fitness(
+        cfg.search.fitness, supernet, pool[i], data.train, splits.val, calib, device=device, resize=resize,
+        amp=cfg.eval.amp, seed=cfg.search.seed))
     picked = pick_spread(fitness, settings.archs)
     from autopanoptic.nn import count
 
@@ -264,7 +361,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     from autopanoptic.nn.proxies import naswot_scores
 
     proxy = naswot_scores(supernet.config, [pool[i] for i in picked], calib, seed=settings.seed)
-    del supernet
+    supernet = None  # its memory back before what follows (the scoring closures above are done with it)
 
     # 3: quick truth, resumable; one architecture per rank at a time
     if world.is_main:
@@ -324,22 +421,28 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     if world.is_main:
         atomic_write_json(folder / "result.json", {**result.to_json(), "settings": attrs.asdict(settings),
                                                    "quick_truth": {"steps": settings.steps,
+                                                                   "fitness": cfg.search.fitness,
                                                                    "train_images": len(pool_train),
                                                                    "scored_on": "search-validation split",
                                                                    "val_images": len(splits.val)}})
-        plot_ranking(result, run.root / "plots" / "check_ranking.png")
+        plot_ranking(result, run.root / "plots" / "check_ranking.png", kind=cfg.search.fitness)
     return result
 
 
-def plot_ranking(result: RankingResult, path: Path) -> Path:
-    """Scatter of supernet fitness against the quick truth, with tau and its interval in the title."""
+def plot_ranking(result: RankingResult, path: Path, truth_label: str = "trained from scratch (PQ %)",
+                 kind: str = "pq") -> Path:
+    """Scatter of the search's fitness (``search.fitness`` ``kind``) against the truth, with tau and its
+    interval in the title."""
     from autopanoptic.engine.report import _plt, _save
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    ax.scatter([100 * f for f in result.fitness], [100 * t for t in result.truth], s=18)
-    ax.set_xlabel("supernet fitness (PQ % on the search-validation split)")
-    ax.set_ylabel("trained from scratch (PQ %)")
+    scale = 100 if kind == "pq" else 1
+    ax.scatter([scale * f for f in result.fitness], [100 * t for t in result.truth], s=18)
+    ax.set_xlabel({"pq": "supernet fitness (PQ % on the search-validation split)",
+                   "loss": "fitness: minus the supernet's validation loss",
+                   "naswot": "fitness: NASWOT score (no supernet weights)"}.get(kind, f"fitness ({kind})"))
+    ax.set_ylabel(truth_label)
     lo, hi = result.tau_ci
     ax.set_title(f"Kendall tau {result.tau:.2f} [{lo:.2f}, {hi:.2f}], n = {len(result.archs)}", fontsize=9)
     return _save(fig, path)

@@ -231,6 +231,22 @@ def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: 
     return total / max(n, 1)
 
 
+def candidate_fitness(kind: str, supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
+                      calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu",
+                      resize: Any = None, amp: str = "off", loader_workers: int = 0, seed: int = 0) -> float:
+    """The fitness of ``search.fitness`` ``kind`` of one full-space ``arch`` (higher is better):
+    ``pq`` (:func:`path_fitness`), ``loss`` (minus :func:`path_loss`) or ``naswot`` (the NASWOT
+    score of the freshly initialised standalone network, seeded by ``seed``; no supernet weights)."""
+    if kind == "loss":
+        return -path_loss(supernet, arch, dataset, val_indices, calib, device=device)
+    if kind == "naswot":
+        from autopanoptic.nn.proxies import naswot_scores
+
+        return naswot_scores(supernet.config, [arch], calib, seed=seed)[0]
+    return path_fitness(supernet, arch, dataset, val_indices, calib, device=device, resize=resize, amp=amp,
+                        loader_workers=loader_workers)
+
+
 def fitness_words(kind: str, value: float | None) -> str:
     """A fitness as a reader wants it, by ``search.fitness`` (``loss`` is journaled as minus the loss).
 
@@ -306,16 +322,8 @@ def search_supernet(
         out: dict[int, tuple[float, float]] = {}
         for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
             t = time.perf_counter()
-            full = restriction.to_full(a)
-            if cfg.fitness == "loss":
-                f = -path_loss(supernet, full, dataset, val_indices, calib, device=device)
-            elif cfg.fitness == "naswot":
-                from autopanoptic.nn.proxies import naswot_scores
-
-                f = naswot_scores(supernet.config, [full], calib, seed=cfg.seed)[0]
-            else:
-                f = path_fitness(supernet, full, dataset, val_indices, calib, device=device, resize=resize, amp=amp,
-                                 loader_workers=loader_workers)
+            f = candidate_fitness(cfg.fitness, supernet, restriction.to_full(a), dataset, val_indices, calib,
+                                  device=device, resize=resize, amp=amp, loader_workers=loader_workers, seed=cfg.seed)
             out[k] = (f, time.perf_counter() - t)
         if world.active:
             for part in distributed.all_gather_objects(out):

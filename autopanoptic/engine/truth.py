@@ -177,22 +177,26 @@ class GroundTruth:
         _, m = self.means(key, min_seeds)
         return share_below(m, value)
 
-    def mismatch(self, cfg: Any) -> str | None:
+    def mismatch(self, cfg: Any, sections: Sequence[str] = ("data", "retrain")) -> str | None:
         """Why a run with config ``cfg`` is not comparable with the table (``None`` if it is): the
         same generated data and splits, the same preset and sampling space, and a retraining from
-        scratch with the same recipe."""
+        scratch with the same recipe (``sections=("data",)``: the data alone, for scoring the table's
+        architectures with the run's supernet, whatever the run's retraining)."""
         from autopanoptic.config import config_to_dict
 
         d = config_to_dict(cfg)
         if cfg.data.root is not None:
             return "the run uses its own dataset (data.root), the table generated data"
-        if cfg.model.preset != self.preset or (cfg.retrain.preset or cfg.model.preset) != self.preset:
+        if cfg.model.preset != self.preset or (
+                "retrain" in sections and (cfg.retrain.preset or cfg.model.preset) != self.preset):
             return f"the table is for the {self.preset!r} preset"
-        if cfg.model.overrides or cfg.retrain.overrides:
+        if cfg.model.overrides or ("retrain" in sections and cfg.retrain.overrides):
             return "the run overrides the network's shape (model/retrain overrides)"
         if tuple(cfg.model.exclude_ops) != self.exclude_ops:
             return f"the table's sampling space excludes {list(self.exclude_ops)}, the run's {list(cfg.model.exclude_ops)}"
         for section, want in (("data", self.data), ("retrain", self.recipe)):
+            if section not in sections:
+                continue
             why = same_settings(want, d[section], section)
             if why is not None:
                 return why
@@ -245,9 +249,11 @@ def table_for(cfg: Any) -> Path | None:
     return path if path.exists() else None
 
 
-def applicable_table(cfg: Any) -> tuple[GroundTruth | None, Path | None, str]:
+def applicable_table(cfg: Any, sections: Sequence[str] = ("data", "retrain")
+                     ) -> tuple[GroundTruth | None, Path | None, str]:
     """The ground-truth table a run with config ``cfg`` is comparable with (settled), its file and a
-    phrase naming it; or ``None`` and the sentence that says why no comparison applies."""
+    phrase naming it; or ``None`` and the sentence that says why no comparison applies (``sections``:
+    as :meth:`GroundTruth.mismatch`)."""
     path = table_for(cfg)
     if path is None:
         return None, None, "No ground-truth table for this configuration (`eval.ground_truth`); no comparison."
@@ -255,7 +261,7 @@ def applicable_table(cfg: Any) -> tuple[GroundTruth | None, Path | None, str]:
         gt = GroundTruth.load(path).settled()
     except DataError as e:
         return None, path, f"The ground-truth table could not be read: {e}"
-    why = gt.mismatch(cfg)
+    why = gt.mismatch(cfg, sections)
     if why is not None:
         return None, path, (f"The comparison with the ground truth (`{path.name}`) does not apply: {why}. It applies to "
                       "a run with the table's data, preset, sampling space and retraining recipe (from scratch), "

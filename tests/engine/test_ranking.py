@@ -143,3 +143,49 @@ def test_check_ranking_under_torchrun_equals_one_process(tmp_path):
     assert len(a) == 4 and a == b  # same architectures, fitness, PQ and final loss, to the bit
     assert all(e["score"]["loss"] > 0 for e in a)
 
+
+
+def _table_of(run: Path, archs, means) -> dict:
+    """A ground-truth table of the run's own data (its saved config) holding ``archs`` with ``means``."""
+    from autopanoptic.config import config_to_dict, load_config
+
+    d = config_to_dict(load_config(str(run / "config.yaml")))
+    return {"format": 1, "preset": "tiny", "exclude_ops": ["dfconv3x3", "dfconv5x5"], "data": d["data"],
+            "recipe": {**d["retrain"], "init_from_supernet": False},
+            "architectures": [{"index": i, "arch": list(a), "runs": [{"seed": 0, "pq": m - 0.01}, {"seed": 1, "pq": m + 0.01}]}
+                              for i, (a, m) in enumerate(zip(archs, means))]}
+
+
+@pytest.mark.slow
+def test_check_ranking_against_a_matching_table_holds_the_fitness_against_its_means(tmp_path):
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress", "--workers", "1", *TINY,
+              "--set", "search.fitness=loss"]  # a fitness with no ties after two training steps
+    assert cli("train-supernet", *common).exit_code == 0
+    # the shipped `tiny` table is for other data: --truth table refuses in one line, auto trains quick networks
+    res = CliRunner().invoke(main, ["check-ranking", *common, "--truth", "table"])
+    assert res.exit_code == 2 and "does not apply: data." in res.output and "Traceback" not in res.output
+    from autopanoptic.engine.restrict import OpRestriction
+    from autopanoptic.nn.supernet import make_config
+
+    r = OpRestriction.build(make_config("tiny", 7, 5).search_space(), ("dfconv3x3", "dfconv5x5"))
+    archs = [tuple(r.to_full(r.sub.sample(np.random.default_rng([5, i])))) for i in range(6)]
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(_table_of(out, archs, [0.3, 0.1, 0.5, 0.2, 0.6, 0.4])))
+    on_table = [*common, "--set", f"eval.ground_truth={table}"]
+    res = cli("check-ranking", *on_table)  # auto: the table applies (its data are the run's)
+    assert res.exit_code == 0, res.output
+    assert "against the ground truth `table.json`: 6 architectures x 2 trainings" in res.output
+    first = json.loads((out / "check-ranking" / "result.json").read_text())
+    assert [tuple(a["arch"]) for a in first["architectures"]] == archs
+    assert [a["truth_pq"] for a in first["architectures"]] == pytest.approx([0.3, 0.1, 0.5, 0.2, 0.6, 0.4])
+    assert first["table_truth"]["fitness"] == "loss" and first["table_truth"]["seeds"] == 2
+    assert not (out / "check-ranking" / "journal.jsonl").exists()  # nothing trained
+    fit = [a["fitness"] for a in first["architectures"]]
+    assert len(set(fit)) == len(fit)
+    # the check can fail: a table whose means follow the fitness gets a positive verdict, the reverse a negative one
+    for sign, words in ((1, "the supernet ranks these architectures: tau 1.00"), (-1, "the wrong way round: tau -1.00")):
+        table.write_text(json.dumps(_table_of(out, archs, [0.5 + sign * f / (10 * max(map(abs, fit))) for f in fit])))
+        res = cli("check-ranking", *on_table)
+        assert res.exit_code == 0 and words in res.output, res.output
+    assert "ground-truth table `table.json`" in (out / "report.md").read_text()
