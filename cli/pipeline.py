@@ -19,7 +19,7 @@ def run_options(f):
     """Options shared by every stage command."""
     options = [
         click.option("--config", "config", default="tiny", show_default=True,
-                     help="A preset (tiny, paper-coco, paper-ade20k) or a YAML config file."),
+                     help="A preset (tiny, tiny-truth, paper-coco, paper-ade20k) or a YAML config file."),
         click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override one config value, e.g. --set train.lr=0.01 (repeatable)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tiny"),
