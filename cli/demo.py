@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from autopanoptic_cli.pipeline import workers_for, workers_option
+from autopanoptic_cli.pipeline import config_for, remember_config, workers_for, workers_option
 
 
 def _fresh_folder(out: Path | None) -> Path:
@@ -38,7 +38,8 @@ def _fresh_folder(out: Path | None) -> Path:
 @click.option("--toy", is_flag=True,
               help="Only the search core, on a synthetic fitness landscape (a few seconds, no network).")
 @click.option("--config", "config", default="tiny-truth", show_default=True,
-              help="Preset or YAML config (tiny-truth: tiny on the ground-truth table's data and recipe).")
+              help="Preset or YAML config (tiny-truth: tiny on the ground-truth table's data and recipe; "
+                   "default for an existing --out: the one it was started with).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config value, e.g. --set retrain.steps=100 (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
@@ -60,7 +61,8 @@ def demo(out, toy, config, overrides, device, threads, workers, seed, interactio
         from autopanoptic.engine.workers import launch
 
         pipeline.set_threads(threads)
-        cfg = load_config(config, list(overrides))
+        source = config_for(config, out)
+        cfg = load_config(source, list(overrides))
         dev = pipeline.resolve_device(device)
         out = _fresh_folder(out)
         if dry_run:
@@ -68,6 +70,7 @@ def demo(out, toy, config, overrides, device, threads, workers, seed, interactio
 
             click.echo(describe_plan(cfg, out, dev, ["train-supernet", "search", "retrain", "evaluate"]))
             return
+        remember_config(source, out)
         launch(workers_for(workers, dev), _full, (cfg, out, str(dev), progress), device=dev, threads=threads)
     else:
         _toy(out, seed, interaction, progress)

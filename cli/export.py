@@ -10,7 +10,8 @@ import click
 
 @click.command("export")
 @click.option("--config", "config", default="tiny", show_default=True,
-              help="The run's config: a preset or a YAML file (the same as for its other stages).")
+              help="The run's config: a preset or a YAML file (the same as for its other stages; default: the one "
+                   "the run was started with, else tiny).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="The run's overrides, as for its other stages (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tiny"),
@@ -30,8 +31,10 @@ def export(config, overrides, out, fmt, opset, images, threads, progress):
     from autopanoptic.engine.pipeline import set_threads
     from autopanoptic.engine.runs import RunDir
 
+    from autopanoptic_cli.pipeline import config_for
+
     set_threads(threads)
-    cfg = load_config(config, list(overrides))
+    cfg = load_config(config_for(config, out), list(overrides))
     with RunDir(out) as run:
         result = export_run(cfg, run, format=fmt, opset=opset, images=images, progress=progress)
     if fmt == "torch":

@@ -1,7 +1,7 @@
 """``train-supernet``, ``search``, ``retrain``, ``evaluate``: the stages of a run, one run folder each.
 
-Each command reads a config (a preset name or a YAML file, ``--set section.key=value`` overrides),
-takes the run folder's lock, and calls :mod:`autopanoptic.engine.pipeline`. ``--dry-run`` checks
+Each command reads a config (a preset name or a YAML file, ``--set section.key=value`` overrides;
+without ``--config``, a run goes on with the config it was started with: :func:`config_for`), takes the run folder's lock, and calls :mod:`autopanoptic.engine.pipeline`. ``--dry-run`` checks
 the config and the data and prints the plan without writing anything. ``--workers N`` runs the stage
 on ``N`` local processes (default: one per CPU core on CPU; :mod:`autopanoptic.engine.workers`);
 under ``torchrun`` the stage joins torchrun's process group instead.
@@ -19,7 +19,8 @@ def run_options(f):
     """Options shared by every stage command."""
     options = [
         click.option("--config", "config", default="tiny", show_default=True,
-                     help="A preset (tiny, tiny-truth, paper-coco, paper-ade20k) or a YAML config file."),
+                     help="A preset (tiny, tiny-truth, paper-coco, paper-ade20k) or a YAML config file "
+                          "(default: the one the run in --out was started with, else tiny)."),
         click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override one config value, e.g. --set train.lr=0.01 (repeatable)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tiny"),
@@ -56,11 +57,46 @@ def workers_for(workers: int, device) -> int:
 _BODIES: dict = {}  # stage command name -> its body (looked up by name in the worker processes)
 
 
-def _setup(config: str, overrides, device: str):
+BASE_CONFIG = "base_config.txt"  # <run>/: the --config a run was started with (one line)
+
+
+def config_for(config: str, out: Path | None) -> str:
+    """The config a command on the run folder ``out`` starts from: ``--config`` when the user gave
+    it; otherwise the one the run was started with (``<out>/base_config.txt``, written by
+    :func:`remember_config`: a run made with ``--config tiny-truth``, e.g. by the demo, goes on with
+    it), else the option's default. ``--set`` overrides are not remembered: each command gives its own."""
+    ctx = click.get_current_context(silent=True)
+    given = ctx is None or ctx.get_parameter_source("config") is not click.core.ParameterSource.DEFAULT
+    record = Path(out) / BASE_CONFIG if out is not None else None
+    if not given and record is not None and record.is_file():
+        return record.read_text(encoding="utf-8").strip()
+    return config
+
+
+def remember_config(config: str, out: Path) -> None:
+    """Record ``config`` (a preset name, or a YAML file as an absolute path) as the one the run in
+    ``out`` was started with, unless it already has one."""
+    from autopanoptic.config import PRESETS
+    from autopanoptic.io import atomic_write_text
+
+    record = Path(out) / BASE_CONFIG
+    if record.exists():
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, (config if config in PRESETS else str(Path(config).resolve())) + "\n")
+
+
+def _setup(config: str, overrides, device: str, out: Path | None = None, *, remember: bool = False):
+    """The config (see :func:`config_for`; ``remember``: record it as the run's, see
+    :func:`remember_config`) and the device."""
     from autopanoptic.config import load_config
     from autopanoptic.engine.pipeline import resolve_device
 
-    return load_config(config, list(overrides)), resolve_device(device)
+    source = config_for(config, out)
+    cfg = load_config(source, list(overrides))
+    if remember and out is not None:
+        remember_config(source, out)
+    return cfg, resolve_device(device)
 
 
 def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
@@ -79,7 +115,7 @@ def _stage(stages: list[str]):
             from autopanoptic.engine.pipeline import set_threads
 
             set_threads(threads)
-            cfg, dev = _setup(config, overrides, device)
+            cfg, dev = _setup(config, overrides, device, out, remember=not dry_run)
             if dry_run:
                 _dry_run(cfg, out, dev, stages)
                 return

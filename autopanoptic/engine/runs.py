@@ -2,7 +2,9 @@
 
 Everything a run writes lives in one folder::
 
-    <run>/config.yaml            the resolved configuration
+    <run>/config.yaml            the resolved configuration (of the last stage that ran)
+    <run>/base_config.txt        the --config the run was started with (the CLI's; later commands
+                                 without --config start from it)
     <run>/data/                  the synthetic dataset (when generated)
     <run>/supernet/              checkpoint.pt, losses.json
     <run>/search/                journal.jsonl, scoreboard.json, candidates.json

@@ -355,3 +355,32 @@ def test_search_under_a_latency_budget_writes_the_front_and_retrain_picks_a_poin
 
 def _candidate_archs(run_folder):
     return [c["arch"] for c in json.loads((run_folder / "search" / "candidates.json").read_text())]
+
+
+def test_a_run_goes_on_with_the_config_it_was_started_with(tmp_path):
+    out = tmp_path / "r"
+    res = cli("train-supernet", "--out", str(out), "--config", "tiny-truth", "--device", "cpu", "--no-progress",
+              *TINY)
+    assert res.exit_code == 0, res.output
+    assert (out / "base_config.txt").read_text().strip() == "tiny-truth"
+
+    def retrain_plan(*args: str) -> str:
+        res = cli("retrain", "--out", str(out), "--dry-run", *TINY, *args)
+        assert res.exit_code == 0, res.output
+        return next(x for x in res.output.splitlines() if x.startswith("retrain:"))
+
+    assert "fresh init" in retrain_plan()  # tiny-truth's retraining, without --config
+    assert "from the supernet weights" in retrain_plan("--config", "tiny")  # an explicit --config wins
+    assert "from the supernet weights" in retrain_plan("--set", "retrain.init_from_supernet=true")
+    assert "fresh init" in retrain_plan()  # --set is not remembered, nor a one-off --config
+    assert (out / "base_config.txt").read_text().strip() == "tiny-truth"
+    # a YAML config is remembered by its absolute path, so the run goes on from any folder
+    other = tmp_path / "y"
+    (tmp_path / "mine.yaml").write_text("preset: tiny-truth\nretrain:\n  steps: 7\n")
+    res = cli("train-supernet", "--out", str(other), "--config", str(tmp_path / "mine.yaml"), "--device", "cpu",
+              "--no-progress", *TINY)
+    assert res.exit_code == 0, res.output
+    assert Path((other / "base_config.txt").read_text().strip()) == (tmp_path / "mine.yaml").resolve()
+    sets = [a for a in TINY[1::2] if not a.startswith("retrain.steps")]
+    res = cli("retrain", "--out", str(other), "--dry-run", *[x for a in sets for x in ("--set", a)])
+    assert "retrain: preset tiny, 7 steps" in res.output and "fresh init" in res.output
