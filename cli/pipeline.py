@@ -1,7 +1,8 @@
 """``train-supernet``, ``search``, ``retrain``, ``evaluate``: the stages of a run, one run folder each.
 
 Each command reads a config (a preset name or a YAML file, ``--set section.key=value`` overrides;
-without ``--config``, a run goes on with the config it was started with: :func:`config_for`), takes the run folder's lock, and calls :mod:`autopanoptic.engine.pipeline`. ``--dry-run`` checks
+without ``--config``, a run goes on with the config it was started with: :func:`config_for`), takes
+the run folder's lock, and calls :mod:`autopanoptic.engine.pipeline`. ``--dry-run`` checks
 the config and the data and prints the plan without writing anything. ``--workers N`` runs the stage
 on ``N`` local processes (default: one per CPU core on CPU; :mod:`autopanoptic.engine.workers`);
 under ``torchrun`` the stage joins torchrun's process group instead.
