@@ -87,17 +87,13 @@ def remember_config(config: str, out: Path) -> None:
     atomic_write_text(record, (config if config in PRESETS else str(Path(config).resolve())) + "\n")
 
 
-def _setup(config: str, overrides, device: str, out: Path | None = None, *, remember: bool = False):
-    """The config (see :func:`config_for`; ``remember``: record it as the run's, see
-    :func:`remember_config`) and the device."""
+def _setup(config: str, overrides, device: str, out: Path | None = None):
+    """The config's source (see :func:`config_for`), the config, and the device."""
     from autopanoptic.config import load_config
     from autopanoptic.engine.pipeline import resolve_device
 
     source = config_for(config, out)
-    cfg = load_config(source, list(overrides))
-    if remember and out is not None:
-        remember_config(source, out)
-    return cfg, resolve_device(device)
+    return source, load_config(source, list(overrides)), resolve_device(device)
 
 
 def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
@@ -106,7 +102,19 @@ def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
     click.echo(describe_plan(cfg, out, device, stages))
 
 
-def _stage(stages: list[str]):
+def _needs_supernet(cfg, out: Path, kwargs) -> None:
+    """Refuse, before anything is written or launched, a stage that reads a supernet the run lacks."""
+    from autopanoptic.errors import CheckpointError
+
+    path = Path(out) / "supernet" / "checkpoint.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path}: no trained supernet in this run folder; run `autopanoptic train-supernet` first")
+
+
+def _stage(stages: list[str], precheck=None):
+    """A stage command: its body ``f(cfg, run, device, progress, **options)`` runs on the workers;
+    ``precheck(cfg, out, options)`` runs first, in this process, so that a command that cannot work
+    fails in one line before it writes anything or starts a worker."""
     def deco(f):
         _BODIES[stages[0]] = f
 
@@ -116,10 +124,13 @@ def _stage(stages: list[str]):
             from autopanoptic.engine.pipeline import set_threads
 
             set_threads(threads)
-            cfg, dev = _setup(config, overrides, device, out, remember=not dry_run)
+            source, cfg, dev = _setup(config, overrides, device, out)
             if dry_run:
                 _dry_run(cfg, out, dev, stages)
                 return
+            if precheck is not None:
+                precheck(cfg, out, kwargs)
+            remember_config(source, out)
             W.launch(workers_for(workers, dev), run_stage, (stages[0], cfg, out, str(dev), progress, kwargs),
                      device=dev, threads=threads)
 
@@ -184,7 +195,7 @@ def train_supernet(cfg, run, device, progress):
 
 @click.command("search")
 @run_options
-@_stage(["search"])
+@_stage(["search"], precheck=_needs_supernet)
 def search(cfg, run, device, progress):
     """Search the trained supernet (resumes from the run folder's journal)."""
     from autopanoptic.engine import pipeline

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import click
 
-from autopanoptic_cli.pipeline import _stage, run_options
+from autopanoptic_cli.pipeline import _needs_supernet, _stage, run_options
+
+
+def _precheck(cfg, out, options) -> None:
+    """A trained supernet, and with ``--truth table`` a table the run's data match (else one line)."""
+    _needs_supernet(cfg, out, options)
+    if options["truth"] == "table":
+        from autopanoptic.engine.truth import applicable_table
+        from autopanoptic.errors import ConfigError
+
+        gt, _, why = applicable_table(cfg, sections=("data",))
+        if gt is None:
+            raise ConfigError(f"check-ranking --truth table: {why}")
 
 
 @click.command("check-ranking")
@@ -20,7 +32,7 @@ from autopanoptic_cli.pipeline import _stage, run_options
               help="What the fitness is held against: quick trainings from scratch (quick), or the ground-truth "
                    "table's means when the run's data, preset and space are the table's (table: e.g. the "
                    "tiny-truth preset; no training needed); auto = table where it applies, else quick.")
-@_stage(["check-ranking"])
+@_stage(["check-ranking"], precheck=_precheck)
 def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
     """Report Kendall's tau between the supernet's fitness and how architectures train: a few trained
     briefly from scratch (resumable), or the ground-truth table where the run matches it; the verdict

@@ -263,9 +263,11 @@ def applicable_table(cfg: Any, sections: Sequence[str] = ("data", "retrain")
         return None, path, f"The ground-truth table could not be read: {e}"
     why = gt.mismatch(cfg, sections)
     if why is not None:
+        needs = ("data, preset, sampling space and retraining recipe (from scratch)" if "retrain" in sections
+                 else "data, preset and sampling space")
         return None, path, (f"The comparison with the ground truth (`{path.name}`) does not apply: {why}. It applies to "
-                      "a run with the table's data, preset, sampling space and retraining recipe (from scratch), "
-                      "e.g. the `tiny-truth` preset; see docs/benchmarks/ground-truth.md.")
+                            f"a run with the table's {needs}, e.g. the `tiny-truth` preset; see "
+                            "docs/benchmarks/ground-truth.md.")
     return gt, path, (f"compared with the ground truth `{path.name}` ({len(gt.runs)} random architectures of this space "
                 "trained with the same data and recipe)")
 

@@ -166,7 +166,7 @@ def test_a_locked_run_folder_is_refused(tmp_path):
     from autopanoptic.engine.runs import RunDir
 
     with RunDir(tmp_path / "busy"):
-        res = cli("search", "--out", str(tmp_path / "busy"), "--no-progress")
+        res = cli("train-supernet", "--out", str(tmp_path / "busy"), "--no-progress")
     assert res.exit_code == 2
     assert "in use" in res.output
 

@@ -74,6 +74,8 @@ def test_check_ranking_end_to_end_resumes_and_refuses_other_settings(tmp_path):
     out = tmp_path / "run"
     common = ["--out", str(out), "--device", "cpu", "--no-progress", *TINY]
     assert cli("check-ranking", *common, *CHECK).exit_code == 2  # no supernet yet: one clear line
+    assert cli("search", *common).exit_code == 2
+    assert not out.exists()  # refused before anything was written (no data generated, no config recorded)
     assert cli("train-supernet", *common).exit_code == 0
     res = cli("check-ranking", *common, *CHECK)
     assert res.exit_code == 0, res.output
