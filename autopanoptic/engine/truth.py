@@ -245,8 +245,16 @@ def table_for(cfg: Any) -> Path | None:
         return None
     if want != "auto":
         return Path(want).expanduser()
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ground_truth" / f"{cfg.model.preset}.json"
-    return path if path.exists() else None
+    return next((p for p in shipped_tables(cfg.model.preset) if p.is_file()), None)
+
+
+def shipped_tables(preset: str) -> list[Path]:
+    """Where ``eval.ground_truth: auto`` looks for ``preset``'s table, in order: the source tree's
+    ``benchmarks/ground_truth/`` (a checkout or an editable install: the newest), then the copy a
+    regular install ships inside the package (``autopanoptic/ground_truth/``, made by setup.py)."""
+    here = Path(__file__).resolve()
+    return [here.parents[2] / "benchmarks" / "ground_truth" / f"{preset}.json",
+            here.parents[1] / "ground_truth" / f"{preset}.json"]
 
 
 def applicable_table(cfg: Any, sections: Sequence[str] = ("data", "retrain")

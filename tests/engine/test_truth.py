@@ -338,3 +338,28 @@ def test_a_growing_table_compares_on_the_seeds_every_architecture_has():
     assert settled.with_seeds([0]).table() == [[r[0]] for r in rows]
     first = GroundTruth.from_json(table([[0.1, 0.2], [0.3], []]))  # the first seeds still running
     assert first.settled() is first
+
+
+def test_a_regular_install_ships_the_tables_and_finds_them(tmp_path):
+    """setup.py's build copies the presets' tables into the package; table_for finds that copy where
+    no source tree is beside the code (a wheel), and the source tree's where there is one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    lib = tmp_path / "lib"
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shipped = lib / "autopanoptic" / "ground_truth" / "tiny.json"
+    assert shipped.read_bytes() == (repo / "benchmarks" / "ground_truth" / "tiny.json").read_bytes()
+    code = ("from autopanoptic.config import load_config; from autopanoptic.engine.truth import table_for; "
+            "print(table_for(load_config('tiny-truth')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(lib)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert Path(out.stdout.strip()) == shipped  # the installed copy, not this checkout's
+    from autopanoptic.engine.truth import table_for
+
+    assert table_for(load_config("tiny-truth")) == repo / "benchmarks" / "ground_truth" / "tiny.json"
