@@ -71,7 +71,7 @@ def demo(out, toy, config, overrides, device, threads, workers, seed, interactio
             click.echo(describe_plan(cfg, out, dev, ["train-supernet", "search", "retrain", "evaluate"]))
             return
         remember_config(source, out)
-        launch(workers_for(workers, dev), _full, (cfg, out, str(dev), progress), device=dev, threads=threads)
+        launch(workers_for(workers, dev, cfg), _full, (cfg, out, str(dev), progress), device=dev, threads=threads)
     else:
         _toy(out, seed, interaction, progress)
 

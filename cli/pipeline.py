@@ -48,11 +48,16 @@ def workers_option():
                              "see docs/distributed.md.")
 
 
-def workers_for(workers: int, device) -> int:
-    """The number of worker processes ``--workers`` asks for on ``device``."""
-    from autopanoptic.engine.workers import default_workers
+def workers_for(workers: int, device, cfg=None) -> int:
+    """The number of worker processes ``--workers`` asks for on ``device``; 0 (the default): one per
+    CPU core (one on CUDA), at most as many as the run's supernet training keeps busy (``cfg``;
+    :func:`autopanoptic.engine.workers.useful_workers`)."""
+    from autopanoptic.engine.workers import default_workers, useful_workers
 
-    return workers or default_workers(device)
+    if workers:
+        return workers
+    n = default_workers(device)
+    return min(n, useful_workers(cfg)) if cfg is not None else n
 
 
 _BODIES: dict = {}  # stage command name -> its body (looked up by name in the worker processes)
@@ -131,7 +136,7 @@ def _stage(stages: list[str], precheck=None):
             if precheck is not None:
                 precheck(cfg, out, kwargs)
             remember_config(source, out)
-            W.launch(workers_for(workers, dev), run_stage, (stages[0], cfg, out, str(dev), progress, kwargs),
+            W.launch(workers_for(workers, dev, cfg), run_stage, (stages[0], cfg, out, str(dev), progress, kwargs),
                      device=dev, threads=threads)
 
         return wrapper

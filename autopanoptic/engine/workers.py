@@ -54,6 +54,25 @@ def default_workers(device: torch.device | str) -> int:
     return usable_cpus() if torch.device(device).type == "cpu" else 1
 
 
+def useful_workers(cfg: Any) -> int:
+    """The most worker processes a run's supernet training keeps busy, which the default ``--workers``
+    stops at: the passes of one strict-fair cycle (``train.parallel: cycle``, one architecture per
+    pass; the search deals as many candidates per cycle by default) or the images of one batch
+    (``data`` / ``sync``). More workers would wait, and each holds its own copy of the model."""
+    if cfg.train.parallel != "cycle":
+        return max(1, cfg.train.batch_size)
+    from autopanoptic.engine.restrict import OpRestriction
+    from autopanoptic.errors import ConfigError
+    from autopanoptic.nn.supernet import make_config
+
+    try:
+        mc = make_config(cfg.model.preset, 1, 1, **{k: tuple(v) if isinstance(v, list) else v
+                                                    for k, v in cfg.model.overrides})
+        return OpRestriction.build(mc.search_space(), cfg.model.exclude_ops).sub.cycle_length
+    except (ConfigError, KeyError, TypeError, ValueError):  # a bad preset or override: the stage says what is wrong
+        return usable_cpus()
+
+
 def _under_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 

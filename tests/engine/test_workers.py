@@ -197,3 +197,21 @@ def test_the_supernet_trained_by_two_workers_is_the_single_process_supernet(tmp_
         for name, v in one["model"].items():
             assert torch.equal(two["model"][name], v), name
     assert retrained[1]["losses"] != retrained[1, "control"]["losses"]  # the control is another network
+
+
+def test_the_default_workers_stop_at_what_supernet_training_keeps_busy(monkeypatch):
+    from autopanoptic.config import load_config
+    from autopanoptic.engine import workers as W
+    from autopanoptic.engine.restrict import OpRestriction
+    from autopanoptic.nn.supernet import make_config
+    from autopanoptic_cli.pipeline import workers_for
+
+    cfg = load_config("tiny-truth")
+    cycle = OpRestriction.build(make_config("tiny", 7, 5).search_space(), cfg.model.exclude_ops).sub.cycle_length
+    assert W.useful_workers(cfg) == cycle > 2
+    monkeypatch.setattr(W, "usable_cpus", lambda: 64)  # a big CPU server: no 52 idle ranks, no 63 controls
+    assert workers_for(0, "cpu", cfg) == cycle
+    assert workers_for(20, "cpu", cfg) == 20  # asked for: given
+    assert workers_for(0, "cpu", load_config("tiny-truth", ["train.parallel=data"])) == cfg.train.batch_size
+    monkeypatch.setattr(W, "usable_cpus", lambda: 2)
+    assert workers_for(0, "cpu", cfg) == 2
