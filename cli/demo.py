@@ -54,7 +54,7 @@ def _fresh_folder(out: Path | None) -> Path:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def demo(out, toy, config, overrides, device, threads, workers, seed, interaction, dry_run, progress) -> None:
     """Run the whole Auto-Panoptic pipeline on synthetic data it generates (on every CPU core by
-    default: --workers), or (--toy) the search core alone."""
+    default, up to 12 for tiny: --workers), or (--toy) the search core alone."""
     if not toy:
         from autopanoptic.config import load_config
         from autopanoptic.engine import pipeline

@@ -44,8 +44,8 @@ def workers_option():
     """``--workers N`` (also ``AUTOPANOPTIC_WORKERS``): local worker processes; 0 = the default."""
     return click.option("--workers", type=click.IntRange(min=0), default=0, envvar="AUTOPANOPTIC_WORKERS",
                         show_default=True,
-                        help="Worker processes on this machine (0 = one per CPU core on CPU, 1 on CUDA); "
-                             "see docs/distributed.md.")
+                        help="Worker processes on this machine (0 = one per CPU core on CPU, at most as many as "
+                             "supernet training keeps busy; 1 on CUDA); see docs/distributed.md.")
 
 
 def workers_for(workers: int, device, cfg=None) -> int:
