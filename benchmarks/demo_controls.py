@@ -91,7 +91,7 @@ def truth_percentiles(config: str, overrides, searched: float, control: float) -
     gt, _, _ = applicable_table(load_config(config, list(overrides)))
     if gt is None:
         return None
-    single = [float(r["pq"]) for rs in gt.runs for r in rs]
+    single = gt.singles()
     return share_below(single, searched), share_below(single, control)
 
 

@@ -99,6 +99,11 @@ def _full(cfg, out: Path, device: str, progress: bool) -> None:
         click.echo(f"(the same architecture untrained: PQ {100 * metrics['untrained']['All']['pq']:.1f})")
     if controls.summary_line(metrics):
         click.echo(controls.summary_line(metrics))
+    from autopanoptic.engine.truth import terminal_line
+
+    truth = terminal_line(cfg, metrics["All"]["pq"], [c["All"]["pq"] for c in metrics.get("controls", [])])
+    if truth:
+        click.echo(truth)
     t = metrics["timings"]
     click.echo(f"time: {t['total'] / 60:.1f} min wall clock, {t['cpu_total'] / 60:.1f} min of CPU time "
                f"({t['workers']} worker{'s' * (t['workers'] > 1)})")

@@ -161,6 +161,11 @@ class GroundTruth:
         """
         return [[v for v in (_dig(r, key) for r in rs) if v is not None] for rs in self.runs]
 
+    def singles(self, key: str = "pq") -> list[float]:
+        """Every finished training's ``key``, all architectures together (what one training of a run
+        compares with)."""
+        return [v for row in self.table(key) for v in row]
+
     def means(self, key: str = "pq", min_seeds: int = 1) -> tuple[list[tuple[int, ...]], np.ndarray]:
         """The architectures with at least ``min_seeds`` finished seeds, and their mean ``key``."""
         keep = [i for i, rs in enumerate(self.runs) if len(rs) >= max(1, min_seeds)]
@@ -280,13 +285,28 @@ def applicable_table(cfg: Any, sections: Sequence[str] = ("data", "retrain")
                 "trained with the same data and recipe)")
 
 
+def terminal_line(cfg: Any, pq: float, controls: Sequence[float] = ()) -> str | None:
+    """One line for the terminal: where a run's retrained PQ (and its controls') falls among the
+    ground truth's single trainings; None where no comparison applies (the report says why)."""
+    gt, path, _ = applicable_table(cfg)
+    single = gt.singles() if gt is not None else []
+    if not single or path is None:
+        return None
+    line = (f"against the ground truth ({path.name}: {len(single)} trainings of {len(gt.runs)} random "
+            f"architectures, same data and recipe): the searched network beats {100 * share_below(single, pq):.0f}%")
+    if controls:
+        line += ", its control" + "s" * (len(controls) > 1) + " " + ", ".join(
+            f"{100 * share_below(single, c):.0f}%" for c in controls)
+    return line
+
+
 def comparison(cfg: Any, pq: float, controls: Sequence[float] = ()) -> list[str]:
     """Report lines: where a run's retrained PQ (and its random ``controls``' PQ) falls in the ground
     truth, or why that does not apply."""
     gt, path, words = applicable_table(cfg)
     if gt is None or path is None:
         return [words]
-    single = [float(r["pq"]) for rs in gt.runs for r in rs]
+    single = gt.singles()
     _, means = gt.means(min_seeds=max((len(r) for r in gt.runs), default=1))
     if not single:
         return [f"The ground-truth table `{path.name}` holds no finished run yet."]

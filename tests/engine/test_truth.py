@@ -363,3 +363,12 @@ def test_a_regular_install_ships_the_tables_and_finds_them(tmp_path):
     from autopanoptic.engine.truth import table_for
 
     assert table_for(load_config("tiny-truth")) == repo / "benchmarks" / "ground_truth" / "tiny.json"
+
+
+def test_the_terminal_line_places_a_run_and_its_controls_only_where_the_table_applies():
+    from autopanoptic.engine.truth import terminal_line
+
+    line = terminal_line(load_config("tiny-truth"), 0.99, [0.0, 0.99])
+    assert "the searched network beats 100%, its controls 0%, 100%" in line and "tiny.json" in line
+    assert "its control" not in terminal_line(load_config("tiny-truth"), 0.0)
+    assert terminal_line(load_config("tiny"), 0.99) is None  # the former demo's data: the report says why
