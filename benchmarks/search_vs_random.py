@@ -289,6 +289,10 @@ def main() -> None:
     args = ap.parse_args()
     if not args.report_only:
         run_searches(args)
+        # no report after measuring: a pre-registered set of searches (the replication) is read once,
+        # by --report-only, when all of it is in; a shard finishing early must not show it
+        print(f"searches done; {Path(sys.argv[0]).name} --report-only writes {args.out.name}", flush=True)
+        return
     text = report(args)
     print(text)
     write_page(args.out, text)
