@@ -141,6 +141,7 @@ def run_searches(args) -> None:
 
     torch.set_num_threads(1)
     k_shard, n_shard = (int(x) for x in args.shard.split("/"))
+    truth_data(args.work)  # generates the table's data into --work (the searches read it there) if this machine lacks it
     for s in range(args.supernet_seeds):
         for policy in args.policies:
             for k in range(args.search_seeds):
