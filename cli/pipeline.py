@@ -108,8 +108,13 @@ def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
 
 
 def _needs_supernet(cfg, out: Path, kwargs) -> None:
-    """Refuse, before anything is written or launched, a stage that reads a supernet the run lacks."""
+    """Refuse, before anything is written or launched, a stage that reads a supernet the run lacks
+    (a search with a training-free fitness reads none)."""
+    from autopanoptic.engine.pipeline import supernet_readers
     from autopanoptic.errors import CheckpointError
+
+    if "search" not in supernet_readers(cfg):
+        return
 
     path = Path(out) / "supernet" / "checkpoint.pt"
     if not path.exists():

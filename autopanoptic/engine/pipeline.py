@@ -41,10 +41,12 @@ __all__ = [
     "load_supernet",
     "prepare_data",
     "resolve_device",
+    "search_model",
     "restriction_for",
     "retrain",
     "set_threads",
     "search",
+    "supernet_readers",
     "train_supernet",
 ]
 
@@ -212,6 +214,21 @@ def supernet_pool(cfg: Config, splits: Splits) -> tuple[int, ...]:
     return tuple(i for i in splits.train if i not in val)
 
 
+def supernet_readers(cfg: Config) -> tuple[str, ...]:
+    """The stages after supernet training that read its weights: ``search``, unless its fitness is
+    training-free (``search.fitness: naswot`` scores freshly initialised networks), and ``retrain``
+    when it starts from them (``retrain.init_from_supernet``). With none, :func:`demo` trains no
+    supernet: it would change nothing the run reports.
+
+    >>> from autopanoptic.config import load_config
+    >>> supernet_readers(load_config("tiny")), supernet_readers(load_config("tiny-truth"))
+    (('search', 'retrain'), ('search',))
+    >>> supernet_readers(load_config("tiny-truth", ["search.fitness=naswot"]))
+    ()
+    """
+    return (("search",) if cfg.search.fitness != "naswot" else ()) + (("retrain",) if cfg.retrain.init_from_supernet else ())
+
+
 def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
     """The trained supernet of the run (its training must have finished)."""
     from autopanoptic.engine.checkpoint import load_checkpoint
@@ -239,6 +256,15 @@ def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
     except RuntimeError as e:
         raise CheckpointError(f"{path}: does not match model.preset {cfg.model.preset!r} ({str(e).splitlines()[0]})") from None
     return model.to(device)
+
+
+def search_model(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
+    """The supernet that scores candidates with ``search.fitness`` (the search's, and
+    ``check-ranking``'s): the run's trained one, or for a training-free fitness a freshly initialised
+    one, of which only the structure is read (space, costs, config): that needs no trained supernet."""
+    if "search" in supernet_readers(cfg):
+        return load_supernet(cfg, run, data, device=device)
+    return build_model(cfg, data.categories).to(device)
 
 
 def _cost_counter(cfg: Config, model):
@@ -278,7 +304,7 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
 
     data = data or prepare_data(cfg, run, progress=progress)
     _save_config(cfg, run)
-    model = load_supernet(cfg, run, data, device=device)
+    model = search_model(cfg, run, data, device=device)
     latency = search_latency_table(cfg, model)
     r = restriction_for(cfg, model.search_space)
     with run_log(cfg, run) as log:
@@ -566,6 +592,7 @@ def _evaluate_controls(cfg: Config, run: RunDir, data: RunData, *, device="cpu",
 
 def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, baseline: bool = True) -> dict[str, Any]:
     """Everything: data, strict-fair supernet training, search, retraining, evaluation, report.
+    Supernet training is skipped when no later stage reads its weights (:func:`supernet_readers`).
 
     With ``baseline``, the untrained network of the chosen architecture is evaluated too (the
     PQ an untrained net reaches, for comparison). Returns the metrics, with stage timings.
@@ -578,9 +605,10 @@ def demo(cfg: Config, run: RunDir, *, device="cpu", progress: bool = True, basel
     with distributed.main_first():  # in a process group rank 0 generates the data, the others read it
         data = prepare_data(cfg, run, progress=progress)
     times["data"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    train_supernet(cfg, run, data, device=device, progress=progress)
-    times["train_supernet"] = time.perf_counter() - t
+    if supernet_readers(cfg):  # else no stage would read it (a training-free fitness, retraining from scratch)
+        t = time.perf_counter()
+        train_supernet(cfg, run, data, device=device, progress=progress)
+        times["train_supernet"] = time.perf_counter() - t
     t = time.perf_counter()
     search(cfg, run, data, device=device, progress=progress)
     times["search"] = time.perf_counter() - t

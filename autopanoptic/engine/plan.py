@@ -21,6 +21,7 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
     plan for runs/x on cpu (nothing is written: --dry-run)
     """
     from autopanoptic.data import CategoryMap, synthetic_categories
+    from autopanoptic.engine.pipeline import supernet_readers
     from autopanoptic.nn.supernet import make_config
 
     d = cfg.data
@@ -56,7 +57,10 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
                      f"remaining ops (cycle length {r.sub.cycle_length})")
     t = cfg.train
     m = r.sub.cycle_length
-    if "train-supernet" in stages:
+    if "train-supernet" in stages and len(stages) > 1 and not supernet_readers(cfg):
+        lines.append("train-supernet: skipped: no stage reads its weights (the search's fitness is training-free, "
+                     "the retraining starts from scratch)")
+    elif "train-supernet" in stages:
         lines.append(f"train-supernet: {t.steps} steps x {m} architectures x {t.batch_size} images "
                      f"({t.steps * m * t.batch_size} image passes), lr {t.lr} ({t.schedule}, warm-up {t.warmup_steps}), "
                      f"checkpoint every {t.checkpoint_every} steps")

@@ -278,7 +278,7 @@ def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), da
     world = distributed.world()
     data = data or pipeline.prepare_data(cfg, run, progress=progress)
     splits = data.splits
-    supernet = pipeline.load_supernet(cfg, run, data, device=device)
+    supernet = pipeline.search_model(cfg, run, data, device=device)
     resize = pipeline._resize(cfg)
     calib = calibration_batches(data.train, splits.calib, cfg.search.calib_batches, cfg.search.calib_batch_size,
                                 device, resize=resize)
@@ -332,13 +332,15 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     if len(pool_train) < 2:
         raise ConfigError("check-ranking trains on the training images outside the search-validation split; "
                           "there are fewer than 2: add images or lower data.val_fraction")
-    supernet = pipeline.load_supernet(cfg, run, data, device=device)
+    supernet = pipeline.search_model(cfg, run, data, device=device)
     restriction = pipeline.restriction_for(cfg, supernet.search_space)
     from autopanoptic.engine.checkpoint import load_checkpoint
 
-    sup_state = load_checkpoint(run.root / "supernet" / "checkpoint.pt", map_location="cpu")
-    supernet_fp = {"step": int(sup_state["step"]), **{k: v for k, v in sup_state.get("fingerprint", {}).items()}}
-    del sup_state
+    supernet_fp: dict[str, Any] = {"none": "the fitness is training-free"}
+    if "search" in pipeline.supernet_readers(cfg):
+        sup_state = load_checkpoint(run.root / "supernet" / "checkpoint.pt", map_location="cpu")
+        supernet_fp = {"step": int(sup_state["step"]), **{k: v for k, v in sup_state.get("fingerprint", {}).items()}}
+        del sup_state
     folder = run.root / "check-ranking"
     journal = folder / "journal.jsonl"
     header = json.loads(json.dumps(_journal_header(cfg, settings, supernet_fp)))

@@ -221,6 +221,27 @@ def test_full_demo_prints_pq_and_the_report(tmp_path):
     assert "## Evaluation" in (out / "report.md").read_text()
 
 
+def test_a_training_free_search_with_a_from_scratch_retraining_trains_no_supernet(tmp_path):
+    free = [*TINY, "--set", "search.fitness=naswot", "--set", "retrain.init_from_supernet=false"]
+    plan = cli("demo", "--out", str(tmp_path / "plan"), "--dry-run", *free)
+    assert plan.exit_code == 0, plan.output
+    assert "train-supernet: skipped" in plan.output
+    assert "train-supernet: skipped" not in cli("demo", "--out", str(tmp_path / "plan"), "--dry-run", *TINY).output
+    out = tmp_path / "demo"
+    res = cli("demo", "--out", str(out), "--device", "cpu", "--no-progress", *free)
+    assert res.exit_code == 0, res.output
+    assert not (out / "supernet").exists()
+    timings = json.loads((out / "eval" / "metrics.json").read_text())["timings"]
+    assert "train_supernet" not in timings and {"search", "retrain", "evaluate"} <= set(timings)
+    assert json.loads((out / "arch.json").read_text())["fitness_kind"] == "naswot"
+    assert "No supernet was trained" in (out / "report.md").read_text()
+    # the search command alone needs no supernet either; a supernet fitness still does, in one line
+    res = cli("search", "--out", str(tmp_path / "s"), "--device", "cpu", "--no-progress", *free)
+    assert res.exit_code == 0 and (tmp_path / "s" / "arch.json").is_file(), res.output
+    res = CliRunner().invoke(main, ["search", "--out", str(tmp_path / "p"), "--no-progress", *TINY])
+    assert res.exit_code != 0 and "no trained supernet" in res.output and not (tmp_path / "p").exists()
+
+
 def test_pretrained_backbone_weights_initialise_the_supernet(tmp_path):
     import torch
 

@@ -191,3 +191,25 @@ def test_check_ranking_against_a_matching_table_holds_the_fitness_against_its_me
         res = cli("check-ranking", *on_table)
         assert res.exit_code == 0 and words in res.output, res.output
     assert "ground-truth table `table.json`" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_training_free_fitness_is_checked_against_the_table_without_a_supernet(tmp_path):
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--no-progress", "--workers", "1", *TINY,
+              "--set", "search.fitness=naswot", "--set", "search.cycles=1"]
+    assert cli("search", *common).exit_code == 0  # no supernet trained: the search reads none
+    assert not (out / "supernet").exists()
+    from autopanoptic.engine.restrict import OpRestriction
+    from autopanoptic.nn.supernet import make_config
+
+    r = OpRestriction.build(make_config("tiny", 7, 5).search_space(), ("dfconv3x3", "dfconv5x5"))
+    archs = [tuple(r.to_full(r.sub.sample(np.random.default_rng([6, i])))) for i in range(6)]
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(_table_of(out, archs, [0.3, 0.1, 0.5, 0.2, 0.6, 0.4])))
+    res = cli("check-ranking", *common, "--truth", "table", "--set", f"eval.ground_truth={table}")
+    assert res.exit_code == 0, res.output
+    got = json.loads((out / "check-ranking" / "result.json").read_text())
+    assert got["table_truth"]["fitness"] == "naswot" and not (out / "supernet").exists()
+    # the fitness is the NASWOT score itself (same seed), so it ranks exactly as the NASWOT baseline
+    assert got["tau"] == pytest.approx(got["baselines"]["NASWOT"])
