@@ -110,15 +110,10 @@ def _dry_run(cfg, out: Path, device, stages: list[str]) -> None:
 def _needs_supernet(cfg, out: Path, kwargs) -> None:
     """Refuse, before anything is written or launched, a stage that reads a supernet the run lacks
     (a search with a training-free fitness reads none)."""
-    from autopanoptic.engine.pipeline import supernet_readers
-    from autopanoptic.errors import CheckpointError
+    from autopanoptic.engine.pipeline import supernet_checkpoint, supernet_readers
 
-    if "search" not in supernet_readers(cfg):
-        return
-
-    path = Path(out) / "supernet" / "checkpoint.pt"
-    if not path.exists():
-        raise CheckpointError(f"{path}: no trained supernet in this run folder; run `autopanoptic train-supernet` first")
+    if "search" in supernet_readers(cfg):
+        supernet_checkpoint(out)
 
 
 def _stage(stages: list[str], precheck=None):

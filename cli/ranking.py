@@ -8,15 +8,13 @@ from autopanoptic_cli.pipeline import _needs_supernet, _stage, run_options
 
 
 def _precheck(cfg, out, options) -> None:
-    """A trained supernet, and with ``--truth table`` a table the run's data match (else one line)."""
+    """A trained supernet (unless the fitness is training-free), and with ``--truth table`` a table the
+    run's data match (else one line)."""
     _needs_supernet(cfg, out, options)
     if options["truth"] == "table":
-        from autopanoptic.engine.truth import applicable_table
-        from autopanoptic.errors import ConfigError
+        from autopanoptic.engine.ranking import table_for_check
 
-        gt, _, why = applicable_table(cfg, sections=("data",))
-        if gt is None:
-            raise ConfigError(f"check-ranking --truth table: {why}")
+        table_for_check(cfg)
 
 
 @click.command("check-ranking")

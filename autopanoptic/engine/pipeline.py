@@ -45,6 +45,7 @@ __all__ = [
     "restriction_for",
     "retrain",
     "set_threads",
+    "supernet_checkpoint",
     "search",
     "supernet_readers",
     "train_supernet",
@@ -229,13 +230,20 @@ def supernet_readers(cfg: Config) -> tuple[str, ...]:
     return (("search",) if cfg.search.fitness != "naswot" else ()) + (("retrain",) if cfg.retrain.init_from_supernet else ())
 
 
+def supernet_checkpoint(root: str | Path) -> Path:
+    """The supernet checkpoint of the run folder ``root``; a :class:`CheckpointError` that says what
+    to run where there is none."""
+    path = Path(root) / "supernet" / "checkpoint.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path}: no trained supernet in this run folder; run `autopanoptic train-supernet` first")
+    return path
+
+
 def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
     """The trained supernet of the run (its training must have finished)."""
     from autopanoptic.engine.checkpoint import load_checkpoint
 
-    path = run.root / "supernet" / "checkpoint.pt"
-    if not path.exists():
-        raise CheckpointError(f"{path}: no trained supernet in this run folder; run `autopanoptic train-supernet` first")
+    path = supernet_checkpoint(run.root)
     state = load_checkpoint(path, map_location=device)
     from autopanoptic.engine.train import _fingerprint_diff
 

@@ -253,6 +253,17 @@ def _on_every_rank(n: int, score) -> list[float]:
     return [mine[i] for i in range(n)]
 
 
+def table_for_check(cfg) -> tuple[Any, Path]:
+    """The ground-truth table ``check-ranking --truth table`` holds the run ``cfg`` against, and its
+    file; a :class:`ConfigError` saying why where none applies (the run's data, preset or space differ)."""
+    from autopanoptic.engine.truth import applicable_table
+
+    gt, path, why = applicable_table(cfg, sections=("data",))
+    if gt is None or path is None:
+        raise ConfigError(f"check-ranking --truth table: {why}")
+    return gt, path
+
+
 def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
                            progress: bool = True) -> tuple[RankingResult, dict[str, Any]]:
     """The check against a ground-truth table instead of quick trainings: every architecture of the
@@ -263,13 +274,10 @@ def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), da
     the tau ceiling); both are written to ``<run>/check-ranking/result.json``."""
     from autopanoptic.engine import distributed, pipeline
     from autopanoptic.engine.search import calibration_batches, candidate_fitness
-    from autopanoptic.engine.truth import applicable_table
     from autopanoptic.nn import count
     from autopanoptic.nn.proxies import naswot_scores
 
-    gt, path, why = applicable_table(cfg, sections=("data",))
-    if gt is None or path is None:
-        raise ConfigError(f"check-ranking --truth table: {why}")
+    gt, path = table_for_check(cfg)
     k = max(len(r) for r in gt.runs)
     archs, truth = gt.means(min_seeds=k)
     if len(archs) < 4:
