@@ -92,7 +92,9 @@ def _full(cfg, out: Path, device: str, progress: bool) -> None:
         run.release()
     if not w.is_main:
         return
-    click.echo(f"Auto-Panoptic demo ({cfg.model.preset} supernet, {cfg.search.policy} search, {dev}), "
+    scored = {"pq": "the supernet's PQ", "loss": "the supernet's loss",
+              "naswot": "NASWOT, no supernet"}.get(cfg.search.fitness, cfg.search.fitness)
+    click.echo(f"Auto-Panoptic demo ({cfg.model.preset} space, {cfg.search.policy} search on {scored}, {dev}), "
                f"evaluation split of {metrics['n_images']} images:")
     click.echo(summary_table(metrics))
     if "untrained" in metrics:

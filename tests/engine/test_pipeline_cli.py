@@ -214,7 +214,7 @@ def test_full_demo_prints_pq_and_the_report(tmp_path):
     out = tmp_path / "demo"
     res = cli("demo", "--out", str(out), "--device", "cpu", "--no-progress", *TINY)
     assert res.exit_code == 0, res.output
-    for label in ("PQ", "All", "Things", "Stuff", "untrained", str(out / "report.md")):
+    for label in ("PQ", "All", "Things", "Stuff", "untrained", "search on the supernet's PQ", str(out / "report.md")):
         assert label in res.output
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert set(metrics["timings"]) >= {"train_supernet", "search", "retrain", "evaluate", "total"}
@@ -235,6 +235,7 @@ def test_a_training_free_search_with_a_from_scratch_retraining_trains_no_superne
     assert "train_supernet" not in timings and {"search", "retrain", "evaluate"} <= set(timings)
     assert json.loads((out / "arch.json").read_text())["fitness_kind"] == "naswot"
     assert "No supernet was trained" in (out / "report.md").read_text()
+    assert "path-priority search on NASWOT, no supernet" in res.output
     # the search command alone needs no supernet either; a supernet fitness still does, in one line
     res = cli("search", "--out", str(tmp_path / "s"), "--device", "cpu", "--no-progress", *free)
     assert res.exit_code == 0 and (tmp_path / "s" / "arch.json").is_file(), res.output
