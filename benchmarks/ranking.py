@@ -20,10 +20,13 @@ score against the ground-truth mean PQ, with 95% bootstrap intervals, into
   paths using it; an architecture by the sum of its ops' scores: an additive model that averages
   the per-path noise over the paths that share an op).
 
-Every measurement is cached in ``<work>/ranking/estimates.json`` as it is made, so the script
+Every measurement is cached in ``benchmarks/ground_truth/ranking-estimates.json`` (``--cache``; kept in
+the repository, so that the page can be regenerated on another machine) as it is made, so the script
 resumes. Run (about an hour of one core; reads the table, trains supernets into ``<work>``)::
 
     nice -n 10 .venv/bin/python benchmarks/ranking.py
+    nice -n 10 .venv/bin/python benchmarks/ranking.py --only naswot holdout:pq     # just these estimators
+    .venv/bin/python benchmarks/ranking.py --report-only --truth-seeds 4-7 --out /tmp/fresh.md  # another truth
 """
 
 from __future__ import annotations
@@ -104,11 +107,14 @@ def measure(args) -> dict:
     gt = GroundTruth.load(args.table)
     ds, splits = open_truth_data(args.work)
     cats = ds.categories
-    cache = Cache(args.work / "ranking" / "estimates.json")
+    cache = Cache(args.cache)
+    wanted = set(args.only or ())
     archs = {i: a for i, a in enumerate(gt.archs)}
     table_idx = list(archs)
 
     def each(name, fn, indices=None):
+        if wanted and name not in wanted:
+            return
         for i in (indices if indices is not None else table_idx):
             if cache.get(name, i) is None:
                 t = time.perf_counter()
@@ -133,6 +139,8 @@ def measure(args) -> dict:
         first = steps == args.supernet_steps[0]
         for holdout in ((False, True) if first else (True,)):
             name = ("holdout" if holdout else "demo") + ("" if steps == 300 else f"-{steps}")
+            if wanted and not any(w.startswith(name + ":") or w.startswith(name + "+") for w in wanted):
+                continue  # no estimator of this supernet is asked for: do not train it
             cfg = supernet_config(args.work, steps, holdout)
             with RunDir(args.work / "supernets" / name) as run:
                 data = pipeline.prepare_data(cfg, run, progress=False)
@@ -155,7 +163,8 @@ def measure(args) -> dict:
             if first:  # more validation images: 300 generated images no training ever saw
                 extra, extra_idx = extra_val(args.work)
                 each(f"{name}:pq-val300", lambda i, a: path_fitness(sup, a, extra, extra_idx, calib))
-            if first and holdout and args.fewshot_steps:
+            if first and holdout and args.fewshot_steps and (
+                    not wanted or f"{name}+fewshot{args.fewshot_steps}:pq" in wanted):
                 from autopanoptic.engine.fewshot import most_influential_layer, train_children
 
                 pool_fit = [cache.get(f"{name}:pool-pq", k) for k in pool]
@@ -210,7 +219,12 @@ def report(args, data: dict) -> str:
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.search import stats
 
-    gt = GroundTruth.load(args.table).settled()  # the same seeds for every architecture while the table grows
+    gt = GroundTruth.load(args.table)
+    if args.truth_seeds:  # a chosen block of seeds (e.g. trainings no estimator was compared with before)
+        lo, _, hi = args.truth_seeds.partition("-")
+        gt = gt.with_seeds(range(int(lo), int(hi or lo) + 1))
+    else:
+        gt = gt.settled()  # the same seeds for every architecture while the table grows
     values = gt.table(args.truth_key)
     n_seeds = max(len(v) for v in values)
     idx = [i for i, v in enumerate(values) if len(v) == n_seeds]
@@ -288,7 +302,8 @@ def report(args, data: dict) -> str:
          "([ground-truth.md](ground-truth.md)) of the architectures that have all their seeds, with 95% bootstrap "
          "intervals (architectures resampled). Made by `benchmarks/ranking.py` from "
          f"`{args.table.name}`; machine: {cpu_name()}, one torch thread.", "",
-         f"Ground truth: `{args.truth_key}` of {len(idx)} architectures with all {n_seeds} seeds "
+         f"Ground truth: `{args.truth_key}` of {len(idx)} architectures with all {n_seeds} seeds"
+         + (f" of seeds {args.truth_seeds} (`--truth-seeds`) " if args.truth_seeds else " ") +
          f"(mean PQ {100 * truth.mean():.1f}, sd {100 * truth.std(ddof=1):.2f} across architectures). "
          f"These means are reliable at {rel.icc:.2f} (ICC(1,{n_seeds})): an estimator that knew every "
          f"architecture's true quality would be expected to reach a Kendall tau of only "
@@ -401,10 +416,17 @@ def main() -> None:
     ap.add_argument("--fewshot-steps", type=int, default=100, help="steps of each few-shot child (0: none)")
     ap.add_argument("--truth-key", default="pq",
                     help="the truth's metric: pq (the table's 200 evaluation images) or large.pq (1000 more)")
+    ap.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "ground_truth" / "ranking-estimates.json",
+                    help="the estimates measured so far (resumes from it)")
+    ap.add_argument("--only", nargs="+", metavar="ESTIMATOR",
+                    help="measure only these estimators (e.g. naswot holdout:pq); the others keep what the cache has")
+    ap.add_argument("--truth-seeds", metavar="A-B",
+                    help="hold the estimators against the mean of the table's seeds A..B only (default: the seeds "
+                         "every architecture has, from 0)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "ranking.md")
     args = ap.parse_args()
-    data = json.loads((args.work / "ranking" / "estimates.json").read_text()) if args.report_only else measure(args)
+    data = json.loads(args.cache.read_text()) if args.report_only else measure(args)
     text = report(args, data)
     print(text)
     write_page(args.out, text)
