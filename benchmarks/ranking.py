@@ -222,7 +222,12 @@ def report(args, data: dict) -> str:
     gt = GroundTruth.load(args.table)
     if args.truth_seeds:  # a chosen block of seeds (e.g. trainings no estimator was compared with before)
         lo, _, hi = args.truth_seeds.partition("-")
-        gt = gt.with_seeds(range(int(lo), int(hi or lo) + 1))
+        block = range(int(lo), int(hi or lo) + 1)
+        gt = gt.with_seeds(block)
+        complete = sum(len(rs) == len(block) for rs in gt.runs)
+        if complete < len(gt.runs):  # a block is read whole, once (docs/benchmarks/ranking.md's plan): no early look
+            raise SystemExit(f"--truth-seeds {args.truth_seeds}: {complete} of {len(gt.runs)} architectures have all "
+                             "of these seeds; run again when the table has them")
     else:
         gt = gt.settled()  # the same seeds for every architecture while the table grows
     values = gt.table(args.truth_key)
@@ -303,7 +308,7 @@ def report(args, data: dict) -> str:
          "intervals (architectures resampled). Made by `benchmarks/ranking.py` from "
          f"`{args.table.name}`; machine: {cpu_name()}, one torch thread.", "",
          f"Ground truth: `{args.truth_key}` of {len(idx)} architectures with all {n_seeds} seeds"
-         + (f" of seeds {args.truth_seeds} (`--truth-seeds`) " if args.truth_seeds else " ") +
+         + (f" (seeds {args.truth_seeds} only, `--truth-seeds`) " if args.truth_seeds else " ") +
          f"(mean PQ {100 * truth.mean():.1f}, sd {100 * truth.std(ddof=1):.2f} across architectures). "
          f"These means are reliable at {rel.icc:.2f} (ICC(1,{n_seeds})): an estimator that knew every "
          f"architecture's true quality would be expected to reach a Kendall tau of only "
