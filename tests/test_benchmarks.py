@@ -194,3 +194,27 @@ def test_the_demo_study_pairs_settings_on_one_supernet_and_reports_searched_minu
     assert "| `tiny` | defaults | 5 | 52.0 | 52.0 | +0.0 [" in text and "| 2 of 5 |" in text
     assert "| does not apply |" in text
     assert "| `tiny-truth` | defaults | 3 | 99.0 | 1.0 | +98.0 [" in text and "| 100 / 0 |" in text
+
+
+def test_the_ranking_page_holds_estimators_against_a_chosen_block_of_seeds_only_when_complete(tmp_path, monkeypatch):
+    import argparse
+
+    gt = load(BENCH / "ground_truth.py", monkeypatch)
+    ranking = load(BENCH / "ranking.py", monkeypatch)
+    _, archs = gt.draw_archs(12, 2026)
+    table = gt.header(12, 4, 2026)
+    # seeds 0-1 follow the architecture index, seeds 2-3 its reverse: the block decides the sign of every tau
+    table["architectures"] = [{"index": i, "arch": list(a), "runs": [
+        {"seed": s, "pq": 0.5 + (0.01 * i if s < 2 else -0.01 * i) + 0.001 * s} for s in range(4)]}
+        for i, a in enumerate(archs)]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    data = {"params": {str(i): float(i) for i in range(12)}}
+    args = argparse.Namespace(table=path, truth_key="pq", truth_seeds="0-1", work=tmp_path, pool_offset=100000)
+    assert "| parameters (more is better) | 12 | +1.00" in ranking.report(args, data)
+    args.truth_seeds = "2-3"
+    assert "| parameters (more is better) | 12 | -1.00" in ranking.report(args, data)
+    table["architectures"][5]["runs"].pop()  # one architecture lacks seed 3: the block is not read
+    path.write_text(json.dumps(table))
+    with pytest.raises(SystemExit, match="11 of 12 architectures"):
+        ranking.report(args, data)
