@@ -26,6 +26,7 @@ SETTINGS = [
     "--set", "data.synthetic_images=6", "--set", "data.synthetic_size=48",
     "--set", "data.eval_fraction=0.3", "--set", "data.val_fraction=0.3",
     "--set", "train.steps=1", "--set", "train.batch_size=1",
+    "--set", "search.fitness=pq",  # a search that reads the supernet checkpoint
 ]
 
 

@@ -35,6 +35,7 @@ SETTINGS = [
     "--set", "search.calib_batch_size=2",
     "--set", "retrain.steps=6", "--set", "retrain.batch_size=1", "--set", "retrain.checkpoint_every=1",
     "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+    "--set", "search.fitness=pq",  # the search reads the supernet (what these faults interrupt)
 ]
 EXE = str(Path(sys.executable).parent / "autopanoptic")
 # ``--standalone``: torchrun's own rendezvous store binds a free port itself (no port picked here that

@@ -20,6 +20,7 @@ TINY = [
     "--set", "search.cycles=1", "--set", "search.calib_batches=1", "--set", "search.calib_batch_size=2",
     "--set", "retrain.steps=2", "--set", "retrain.batch_size=1", "--set", "eval.draw=1",
     "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+    "--set", "search.fitness=pq",  # these tests exercise the supernet's fitness, whatever the preset's default
 ]
 
 

@@ -169,7 +169,7 @@ def test_search_with_the_loss_fitness_journals_apart_and_prefers_lower_loss(tmp_
               "--set", "data.synthetic_images=12", "--set", "data.synthetic_size=40", "--set", "data.val_fraction=0.3",
               "--set", "train.steps=2", "--set", "train.batch_size=1", "--set", "search.policy=random",
               "--set", "search.evaluations=3", "--set", "search.calib_batches=1", "--set", "search.calib_batch_size=2",
-              "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]"]
+              "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]", "--set", "search.fitness=pq"]
     run = lambda *a: CliRunner().invoke(main, [*a], catch_exceptions=False)  # noqa: E731
     assert run("train-supernet", *common).exit_code == 0
     res = run("search", *common, "--set", "search.fitness=loss")
