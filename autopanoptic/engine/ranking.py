@@ -346,7 +346,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
 
     supernet_fp: dict[str, Any] = {"none": "the fitness is training-free"}
     if "search" in pipeline.supernet_readers(cfg):
-        sup_state = load_checkpoint(run.root / "supernet" / "checkpoint.pt", map_location="cpu")
+        sup_state = load_checkpoint(pipeline.supernet_checkpoint(run.root), map_location="cpu")
         supernet_fp = {"step": int(sup_state["step"]), **{k: v for k, v in sup_state.get("fingerprint", {}).items()}}
         del sup_state
     folder = run.root / "check-ranking"
