@@ -15,7 +15,8 @@
 #    default fitness, then 30 with NASWOT. Read once when all 60 are in, never before.
 # 2. The ground truth to 8 seeds per architecture (issue 12's reliability target).
 # 3. Shard 0: the estimators of ranking.md measured again (their cache is now in the repository).
-# 4. Table 5 on the ground truth (fixed on search-vs-random.md): evolution, random search, guided.
+# 4. NASWOT with random search, 20 searches (a test fixed on search-vs-random.md).
+# 5. Table 5 on the ground truth (fixed on search-vs-random.md): evolution, random search, guided.
 set -euo pipefail
 K=${1:?usage: backlog.sh K, K = 0 or 1: the shard of 2 this process runs}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +39,8 @@ if [ "$K" = 0 ]; then  # one process: ranking.py is not sharded
   "$PY" benchmarks/ranking.py --cache "$RESULTS/ranking-estimates.json" --table "$RESULTS/tiny.json" \
       --supernet-steps 300 900 3000 --out "$RESULTS/../../docs/benchmarks/ranking.md"
 fi
+step "NASWOT with random search (60 evaluations): the test fixed on search-vs-random.md"
+"${SVR[@]}" --set search.fitness=naswot --policies random --set search.evaluations=60 --supernet-seeds 1 --search-seeds 20
 step "Table 5: evolution (250 evaluations)"
 "${SVR[@]}" --policies evolution --set search.population=25 --set search.generations=10 --search-seeds 2
 step "Table 5: random search (150 evaluations)"
