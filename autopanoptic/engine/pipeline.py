@@ -227,7 +227,9 @@ def supernet_readers(cfg: Config) -> tuple[str, ...]:
     >>> supernet_readers(load_config("tiny-truth", ["search.fitness=naswot"]))
     ()
     """
-    return (("search",) if cfg.search.fitness != "naswot" else ()) + (("retrain",) if cfg.retrain.init_from_supernet else ())
+    from autopanoptic.engine.search import training_free
+
+    return (() if training_free(cfg.search.fitness) else ("search",)) + (("retrain",) if cfg.retrain.init_from_supernet else ())
 
 
 def supernet_checkpoint(root: str | Path) -> Path:

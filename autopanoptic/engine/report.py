@@ -224,13 +224,13 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         lines += ["## Chosen architecture\n"]
         if arch.get("fitness") is not None:
             note = "" if arch.get("evaluated_during_search", True) else " (a composite, evaluated after the search)"
-            from autopanoptic.engine.search import fitness_words
+            from autopanoptic.engine.search import fitness_words, training_free
 
             lines.append(f"Search ({arch.get('policy')}, {arch.get('evaluations')} evaluations); fitness of the chosen "
                          f"architecture{note}: {fitness_words(arch.get('fitness_kind', 'pq'), arch['fitness'])}.\n")
-            if arch.get("fitness_kind") == "naswot" and not (root / "supernet" / "checkpoint.pt").exists():
-                lines.append("No supernet was trained: the NASWOT fitness scores freshly initialised networks, so "
-                             "the search needs none (and the retraining started from scratch).\n")
+            if training_free(arch.get("fitness_kind", "pq")) and not (root / "supernet" / "checkpoint.pt").exists():
+                lines.append("No supernet was trained: the search's fitness scores freshly initialised networks, "
+                             "so it needs none.\n")
         for group, layers in arch["ops"].items():
             lines.append(f"- **{group}**: " + ", ".join(f"`{k}` {v}" for k, v in layers.items()))
         lines.append("")

@@ -231,6 +231,16 @@ def path_loss(supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: 
     return total / max(n, 1)
 
 
+def training_free(kind: str) -> bool:
+    """Whether the ``search.fitness`` ``kind`` scores candidates without the supernet's trained weights
+    (``naswot``: freshly initialised networks), so that a search with it needs no trained supernet.
+
+    >>> training_free("naswot"), training_free("pq"), training_free("loss")
+    (True, False, False)
+    """
+    return kind == "naswot"
+
+
 def candidate_fitness(kind: str, supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
                       calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu",
                       resize: Any = None, amp: str = "off", loader_workers: int = 0, seed: int = 0) -> float:
