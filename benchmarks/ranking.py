@@ -258,7 +258,10 @@ def report(args, data: dict) -> str:
 
     def cost(name):
         vals = data.get(name, {})
-        return f"{sec.get(name, 0) / max(len(vals), 1):.1f} s / arch" if vals else "-"
+        if not vals:
+            return "-"
+        x = sec.get(name, 0) / len(vals)
+        return f"{x:.1f} s / arch" if x >= 0.1 else f"{x:.2g} s / arch" if x >= 0.001 else "< 0.001 s / arch"
 
     add("params", "parameters (more is better)", data.get("params", {}), cost("params"))
     add("macs", "MACs at 64 px", data.get("macs", {}), cost("macs"))
