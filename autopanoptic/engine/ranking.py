@@ -50,7 +50,7 @@ from autopanoptic.io import atomic_write_json
 from autopanoptic.search import stats
 
 __all__ = ["RankingCheck", "RankingResult", "assess", "check_ranking", "check_ranking_on_table", "pick_spread",
-           "plot_ranking", "stronger_baselines", "verdict"]
+           "plot_ranking", "scorer", "stronger_baselines", "verdict"]
 
 
 def _at_least(n: int):
@@ -114,25 +114,45 @@ def pick_spread(values: Sequence[float], k: int) -> list[int]:
     return [order[p] for p in pos]
 
 
-def verdict(tau: float, lo: float, hi: float) -> str:
-    """One line that says whether a search on this supernet can be trusted.
+def scorer(fitness: str = "pq") -> str:
+    """What scores the candidates of a search with ``search.fitness = fitness``, for a sentence.
+
+    >>> scorer("pq"), scorer("naswot")
+    ('the supernet', "NASWOT (the search's training-free fitness)")
+    """
+    from autopanoptic.engine.search import training_free
+
+    return "NASWOT (the search's training-free fitness)" if training_free(fitness) else "the supernet"
+
+
+def verdict(tau: float, lo: float, hi: float, fitness: str = "pq") -> str:
+    """One line that says whether a search with this fitness (``search.fitness``; by default the
+    supernet's PQ) can be trusted.
 
     >>> verdict(0.55, 0.2, 0.8)
     'the supernet ranks these architectures: tau 0.55 [0.20, 0.80]'
+    >>> verdict(0.1, -0.2, 0.4, "naswot").split(":")[0]
+    "not distinguishable from random ranking by NASWOT (the search's training-free fitness)"
     """
     span = f"tau {tau:.2f} [{lo:.2f}, {hi:.2f}]"
+    who = scorer(fitness)
+    free = who != "the supernet"
     if np.isnan(tau):
         return (f"no ranking could be measured ({span}): every architecture got the same score; "
-                "train the supernet or the quick networks longer (--steps)")
+                + ("check more architectures (--archs)" if free else
+                   "train the supernet or the quick networks longer (--steps)"))
     if lo > 0:
-        return f"the supernet ranks these architectures: {span}"
+        return f"{who} ranks these architectures: {span}"
+    retry = ("try search.fitness=pq on a trained supernet (check it the same way), or check more architectures "
+             "(--archs) with longer quick training (--steps)" if free else None)
     if hi < 0:
-        return (f"the supernet ranks these architectures the wrong way round: {span}; do not trust a search on it: "
-                "check what its fitness rewards (validation images inside its training?) and try another training "
-                "length")
-    return (f"not distinguishable from random ranking: {span}; do not trust a search on it: try another supernet "
-            "training length (longer is not always better), score on more validation images, or check more "
-            "architectures (--archs) with longer quick training (--steps)")
+        return (f"{who} ranks these architectures the wrong way round: {span}; do not trust a search on it: "
+                + (retry or "check what its fitness rewards (validation images inside its training?) and try another "
+                   "training length"))
+    return (f"not distinguishable from random ranking{' by ' + who if free else ''}: {span}; do not trust a search "
+            "on it: " + (retry or "try another supernet training length (longer is not always better), score on "
+                         "more validation images, or check more architectures (--archs) with longer quick training "
+                         "(--steps)"))
 
 
 def stronger_baselines(tau: float, baselines: dict[str, float], fitness: str = "pq") -> str | None:
@@ -154,9 +174,10 @@ def stronger_baselines(tau: float, baselines: dict[str, float], fitness: str = "
 
 def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequence[float],
            settings: RankingCheck = RankingCheck(),
-           baselines: dict[str, Sequence[float]] | None = None) -> RankingResult:
+           baselines: dict[str, Sequence[float]] | None = None, kind: str = "pq") -> RankingResult:
     """The statistics and the verdict of a check, from each architecture's fitness and quick truth;
-    ``baselines`` (e.g. parameters, MACs per architecture) get their own tau against the same truth.
+    ``baselines`` (e.g. parameters, MACs per architecture) get their own tau against the same truth;
+    ``kind`` is the ``search.fitness`` that scored them (the verdict names what ranks: :func:`verdict`).
 
     >>> r = assess([(0,), (1,), (2,), (3,), (4,), (5,)], [1, 2, 3, 4, 5, 6], [10, 20, 30, 40, 50, 60])
     >>> r.verdict.startswith("the supernet ranks"), r.tau
@@ -169,7 +190,7 @@ def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequ
                             alternative="greater")
     return RankingResult(
         archs=tuple(tuple(int(c) for c in a) for a in archs), fitness=tuple(fit), truth=tuple(tru), tau=tau,
-        tau_ci=(lo, hi), rho=stats.spearman_rho(fit, tru), p_value=p, verdict=verdict(tau, lo, hi),
+        tau_ci=(lo, hi), rho=stats.spearman_rho(fit, tru), p_value=p, verdict=verdict(tau, lo, hi, kind),
         baselines=tuple((k, stats.kendall_tau([float(x) for x in v], tru)) for k, v in (baselines or {}).items()),
     )
 
@@ -311,7 +332,8 @@ def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), da
                                                                seed=settings.seed)[0])
     supernet = None  # its memory back before what follows (the scoring closures above are done with it)
     result = assess(archs, fitness, [float(t) for t in truth], settings,
-                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs], "NASWOT": proxy})
+                    baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs], "NASWOT": proxy},
+                    kind=cfg.search.fitness)
     rel = gt.reliability(archs=[i for i, rs in enumerate(gt.runs) if len(rs) >= k])
     about = {"table": path.name, "archs": len(archs), "seeds": k, "reliability_icc": rel.icc,
              "fitness": cfg.search.fitness,
@@ -427,7 +449,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     result = assess([tuple(e["arch"]) for e in entries], [e["fitness"] for e in entries],
                     [e["score"]["pq"] for e in entries], settings,
                     baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs],
-                               "NASWOT": proxy})
+                               "NASWOT": proxy}, kind=cfg.search.fitness)
     if world.is_main:
         atomic_write_json(folder / "result.json", {**result.to_json(), "settings": attrs.asdict(settings),
                                                    "quick_truth": {"steps": settings.steps,

@@ -48,6 +48,19 @@ def test_assess_gives_each_verdict_only_when_the_data_say_so():
     assert verdict(0.1, -0.2, 0.4).startswith("not distinguishable")
 
 
+def test_the_verdict_names_what_scored_the_architectures():
+    truth = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    for kind, who in (("pq", "the supernet"), ("loss", "the supernet"),
+                      ("naswot", "NASWOT (the search's training-free fitness)")):
+        good = assess(_archs(8), truth, truth, kind=kind)
+        assert good.verdict.startswith(f"{who} ranks these architectures")
+        bad = assess(_archs(8), [-t for t in truth], truth, kind=kind)
+        assert bad.verdict.startswith(f"{who} ranks these architectures the wrong way round")
+        # a training-free fitness has no supernet training length to change: the advice says what to try
+        assert ("search.fitness=pq" in bad.verdict) == (kind == "naswot")
+        assert ("training length" in bad.verdict) == (kind != "naswot")
+
+
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="pool"):
         RankingCheck(archs=12, pool=8)
@@ -214,3 +227,8 @@ def test_a_training_free_fitness_is_checked_against_the_table_without_a_supernet
     assert got["table_truth"]["fitness"] == "naswot" and not (out / "supernet").exists()
     # the fitness is the NASWOT score itself (same seed), so it ranks exactly as the NASWOT baseline
     assert got["tau"] == pytest.approx(got["baselines"]["NASWOT"])
+    # what ranked is named: NASWOT, not a supernet that was never trained
+    assert "NASWOT (the search's training-free fitness)" in got["verdict"] and "supernet ranks" not in got["verdict"]
+    assert "NASWOT (the search's training-free fitness)" in res.output
+    report = (out / "report.md").read_text()
+    assert "Does the search's fitness rank?" in report and "Does the supernet rank?" not in report
