@@ -40,6 +40,7 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
     from autopanoptic.engine.report import write_report
     from autopanoptic.engine.truth import applicable_table
     from autopanoptic.errors import ConfigError
+    from autopanoptic.search.stats import format_p
 
     try:
         settings = RankingCheck(archs=archs, steps=steps, pool=pool, seed=seed)
@@ -59,7 +60,7 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
         click.echo(f"against the ground truth `{about['table']}`: {about['archs']} architectures x {about['seeds']} "
                    f"trainings each (its means are reliable at {about['reliability_icc']:.2f}: even a perfect "
                    f"estimator would reach a tau of about {about['tau_ceiling']:.2f})")
-    click.echo(f"{len(res.archs)} architectures; Spearman {res.rho:.2f}; one-sided permutation p {res.p_value:.3f}")
+    click.echo(f"{len(res.archs)} architectures; Spearman {res.rho:.2f}; one-sided permutation p {format_p(res.p_value)}")
     base = ", ".join(f"{name} alone {tau:.2f}" for name, tau in res.baselines)
     click.echo(f"training-free baselines against the same truth: {base}" if base else "")
     click.echo(res.verdict)

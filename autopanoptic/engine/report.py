@@ -271,6 +271,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         p = plot_losses(curves, plots / "losses.png")
         lines += ["## Training loss\n", f"![losses]({p.relative_to(root)})\n"]
     from autopanoptic.engine.ranking import scorer, stronger_baselines
+    from autopanoptic.search.stats import format_p
 
     ranking = _load(root / "check-ranking" / "result.json")
     if ranking and (plots / "check_ranking.png").exists():
@@ -292,7 +293,7 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
                   f"**{ranking['verdict']}**\n",
                   f"{what} Kendall tau {ranking['tau']:.2f} "
                   f"(95% bootstrap interval {ranking['tau_ci'][0]:.2f} to {ranking['tau_ci'][1]:.2f}), Spearman "
-                  f"{ranking['rho']:.2f}, one-sided permutation p {ranking['p_value']:.3f}. Training-free "
+                  f"{ranking['rho']:.2f}, one-sided permutation p {format_p(ranking['p_value'])}. Training-free "
                   f"baselines against the same truth ({'a supernet worth searching' if who == 'the supernet' else 'a fitness worth searching with'} should beat them): "
                   + (", ".join(f"{k} tau {v:.2f}" for k, v in ranking.get("baselines", {}).items()) or "-") + ".\n",
                   "![check-ranking](plots/check_ranking.png)\n"]

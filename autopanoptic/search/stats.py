@@ -36,6 +36,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_mean_ci",
     "difference_of_means",
+    "format_p",
     "kendall_tau",
     "mean_reliability",
     "op_effects",
@@ -208,6 +209,16 @@ def best_of_k_percentile(estimate: Sequence[float], truth: Sequence[float], k: i
         got[d] = pct[sub[np.argmax(e[sub])]]
     lo, hi = np.quantile(got, [0.025, 0.975])
     return float(got.mean()), float(lo), float(hi)
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader wants it: three decimals, and ``< 0.001`` below that (a Monte Carlo
+    p never reaches 0: :func:`permutation_p`'s least is ``1 / (1 + n_perm)``).
+
+    >>> format_p(0.0421), format_p(0.0004998), format_p(float("nan"))
+    ('0.042', '< 0.001', 'nan')
+    """
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def permutation_p(stat: Callable, x, y=None, *, n_perm: int = 10000, seed: int = 0,
