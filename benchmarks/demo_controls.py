@@ -173,7 +173,7 @@ def report(results: Path) -> str:
         where = (f"{100 * np.median([x[0] for x in ps]):.0f} / {100 * np.median([x[1] for x in ps]):.0f}"
                  if ps else "does not apply")
         L.append(f"| `{config}` | {words(ov)} | {len(us)} | {s.mean():.1f} | {c.mean():.1f} | {d.mean():+.1f} "
-                 f"[{lo:+.1f}, {hi:+.1f}] | {int((d > 0).sum())} of {len(us)} | {p:.3f} | {where} |")
+                 f"[{lo:+.1f}, {hi:+.1f}] | {int((d > 0).sum())} of {len(us)} | {stats.format_p(p)} | {where} |")
     if not groups:
         L.append("| - | - | 0 | - | - | - | - | - | - |")
     L += ["", "## Each unit", "", "| config | settings | seed | searched PQ | control PQ | truth percentile: searched / "

@@ -368,8 +368,8 @@ def paired_section(kept: dict, idx: list[int], truth, base: str, which: str) -> 
         b = [base_vals[str(idx[k])] for k in have]
         d, lo, hi, p = stats.paired_difference(stats.kendall_tau, a, b, truth[have], n_boot=4000, seed=0)
         pd, plo, phi, pp = stats.paired_difference(pick, a, b, truth[have], n_boot=400, seed=0)
-        L.append(f"| {label} | {len(have)} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | {p:.3f} | {pd:+.0f} [{plo:+.0f}, "
-                 f"{phi:+.0f}] | {pp:.3f} |")
+        L.append(f"| {label} | {len(have)} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | {stats.format_p(p)} | {pd:+.0f} [{plo:+.0f}, "
+                 f"{phi:+.0f}] | {stats.format_p(pp)} |")
     return L + [""]
 
 

@@ -202,7 +202,7 @@ def replication_section(groups: dict, target_row, plan: dict | None = None) -> l
         d, lo, hi, p = stats.difference_of_means([100 * truth_pq(e) for e in b], [100 * truth_pq(e) for e in a],
                                                  n_boot=4000, n_perm=4000)
         L += ["", f"{other[0]} {settings_words(other[1])} ({len(b)}) minus {ref[0]} {settings_words(ref[1])} "
-                  f"({len(a)}): {d:+.1f} PQ [{lo:+.1f}, {hi:+.1f}], one-sided permutation p {p:.3f}."]
+                  f"({len(a)}): {d:+.1f} PQ [{lo:+.1f}, {hi:+.1f}], one-sided permutation p {stats.format_p(p)}."]
     return L + [""]
 
 
@@ -232,7 +232,7 @@ def report(args) -> str:
         lo, hi = stats.bootstrap_mean_ci(diff, n_boot=4000) if len(diff) > 1 else (float("nan"),) * 2
         _, p = stats.wilcoxon_signed_rank(diff)
         return (f"| {policy} | {settings_words(ov)} | {len(es)} | {np.median(pct):.0f} | "
-                f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] | {int((diff > 0).sum())} of {len(es)} | {p:.3f} |")
+                f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] | {int((diff > 0).sum())} of {len(es)} | {stats.format_p(p)} |")
 
     for (policy, ov), es in sorted(groups.items()):
         L.append(target_row(policy, ov, es))
@@ -254,7 +254,7 @@ def report(args) -> str:
         for k in keys:
             if k != ref:
                 d, lo, hi, p = stats.difference_of_means(truth[k], truth[ref], n_boot=4000, n_perm=4000)
-                L.append(f"| {name(k)} | {name(ref)} | {d:+.1f} [{lo:+.1f}, {hi:+.1f}] | {p:.3f} |")
+                L.append(f"| {name(k)} | {name(ref)} | {d:+.1f} [{lo:+.1f}, {hi:+.1f}] | {stats.format_p(p)} |")
         L.append("")
     L += replication_section(groups, target_row)
     if searches:
