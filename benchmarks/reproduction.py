@@ -84,7 +84,8 @@ def main() -> None:
     t5: dict[str, list[tuple[float, int]]] = {"path-priority": [], "evolution": [], "random": []}
     started = time.perf_counter()
     for seed in range(args.seeds):
-        cfg = load_config("tiny", [*args.overrides, f"train.seed={seed}", f"search.seed={seed}", f"retrain.seed={seed}"])
+        cfg = load_config("tiny", ["search.fitness=pq", *args.overrides,  # the paper's fitness (naswot is tiny's)
+                                   f"train.seed={seed}", f"search.seed={seed}", f"retrain.seed={seed}"])
         work = args.work / f"seed{seed}"
         sup_folder = work / "supernet"
         with RunDir(sup_folder) as run:
@@ -101,7 +102,7 @@ def main() -> None:
         }
         chosen = {}
         for name, sets in budgets.items():
-            scfg = load_config("tiny", [*args.overrides, *sets, f"search.seed={seed}"]).search
+            scfg = load_config("tiny", ["search.fitness=pq", *args.overrides, *sets, f"search.seed={seed}"]).search
             out = search_supernet(supernet, data.train, data.splits.val, data.splits.calib, scfg, r, device=device,
                                   journal=work / "search" / f"{name}.jsonl", progress=True)
             fit = out.best_fitness

@@ -149,6 +149,13 @@ def test_searches_that_differ_only_in_search_settings_share_a_supernet(monkeypat
     assert svr.tag_of([]) == svr.tag_of([])  # stable (not Python's salted str hash)
 
 
+def test_stored_searches_keep_their_meaning_when_the_tiny_default_fitness_changes(tmp_path, monkeypatch):
+    # the searches' settings name what differs from the supernet's PQ; tiny's default became naswot
+    svr = load(BENCH / "search_vs_random.py", monkeypatch)
+    assert svr.search_config(tmp_path, [], 0, 0, "path-priority").search.fitness == "pq"
+    assert svr.search_config(tmp_path, ["search.fitness=naswot"], 0, 0, "random").search.fitness == "naswot"
+
+
 def test_the_replication_keeps_only_its_own_searches(monkeypatch):
     svr = load(BENCH / "search_vs_random.py", monkeypatch)
     a, b = ("path-priority", ("x=1",)), ("path-priority", ("x=1", "y=2"))
