@@ -175,6 +175,27 @@ def test_best_of_k_percentile_orders_estimators_by_what_they_know(seed, k):
     assert 0 <= perfect[1] <= perfect[0] <= perfect[2] <= 1
 
 
+def _binomial_range(n: int, q: float, tail: float) -> tuple[int, int]:
+    """The smallest and largest counts of Binomial(n, q) outside which each tail holds less than ``tail``
+    (a normal approximation fails here: q is often below 1 / n)."""
+    pmf = [comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(n + 1)]
+    below, lo = 0.0, 0
+    while below + pmf[lo] < tail:
+        below += pmf[lo]
+        lo += 1
+    above, hi = 0.0, n
+    while above + pmf[hi] < tail:
+        above += pmf[hi]
+        hi -= 1
+    return lo, hi
+
+
+def test_the_binomial_range_holds_what_it_should():
+    assert _binomial_range(300, 1 / 8008, 1e-6)[0] == 0 and 1 <= _binomial_range(300, 1 / 8008, 1e-6)[1] <= 6
+    lo, hi = _binomial_range(1000, 0.5, 1e-6)
+    assert 400 < lo < 500 < hi < 600 and lo + hi == 1000  # symmetric
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(3, 12), st.integers(3, 12))
 def test_difference_of_means_finds_a_shift_and_not_noise(seed, n, m):
@@ -183,7 +204,10 @@ def test_difference_of_means_finds_a_shift_and_not_noise(seed, n, m):
     d, lo, hi, p = stats.difference_of_means(a + 10, b, n_boot=300, n_perm=300, seed=seed)
     assert d == pytest.approx(a.mean() + 10 - b.mean()) and lo <= d <= hi and lo > 0
     q = 1 / comb(n + m, n)  # only the observed split of the labels reaches a shift of 10 sd
-    assert abs(p - q) <= 4 * (q * (1 - q) / 300) ** 0.5 + 1 / 301
+    # p = (1 + hits) / 301 with hits ~ Binomial(300, q): hits within the binomial's central 1 - 2e-6
+    hits = round(p * 301) - 1
+    lo_h, hi_h = _binomial_range(300, q, 1e-6)
+    assert lo_h <= hits <= hi_h
     back = stats.difference_of_means(b, a + 10, n_boot=300, n_perm=300, seed=seed)
     assert back[0] == pytest.approx(-d) and back[3] > 0.99
     # without a shift, "greater" is found about as often as a level says: p is uniform under the null
