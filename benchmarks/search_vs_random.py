@@ -186,7 +186,15 @@ REPLICATION = {
 }
 
 
-def replication_section(groups: dict, target_row, plan: dict | None = None) -> list[str]:
+# The test of the best evaluated candidate (55a00b8), beside NASWOT's path-priority replication searches.
+BEST_EVALUATED = {
+    ("path-priority", ("train.holdout_val=true", "search.fitness=naswot")): 20,
+    ("random", ("train.holdout_val=true", "search.fitness=naswot", "search.evaluations=60")): 0,
+}
+
+
+def replication_section(groups: dict, target_row, plan: dict | None = None,
+                        title: str = "Replication: its searches only") -> list[str]:
     """The replication's own rows: only its searches (search seed at or above the plan's first), the
     targets row of each setting and the difference of the second setting's truth over the first's."""
     from autopanoptic.search import stats
@@ -195,7 +203,7 @@ def replication_section(groups: dict, target_row, plan: dict | None = None) -> l
     new = {k: [e for e in groups.get(k, []) if e["search_seed"] >= first] for k, first in plan.items()}
     if not any(new.values()):
         return []
-    L = ["## Replication: its searches only", "",
+    L = [f"## {title}", "",
          "| policy | settings | searches | median percentile | searched - random (PQ) [95%] | beat the random mean | "
          "Wilcoxon p (one-sided) |", "|---|---|---|---|---|---|---|"]
     L += [target_row(k[0], k[1], es) for k, es in new.items() if es]
@@ -259,6 +267,8 @@ def report(args) -> str:
                 L.append(f"| {name(k)} | {name(ref)} | {d:+.1f} [{lo:+.1f}, {hi:+.1f}] | {stats.format_p(p)} |")
         L.append("")
     L += replication_section(groups, target_row)
+    L += replication_section(groups, target_row, BEST_EVALUATED,
+                             "NASWOT: the best evaluated candidate (random search) against path-priority's composite")
     if searches:
         L += ["## Each search", "",
               "Truth PQ of the chosen architecture: each training seed, and the mean's percentile among the table's "

@@ -165,6 +165,7 @@ def test_the_replication_keeps_only_its_own_searches(monkeypatch):
 
     groups = {a: [entry(s, 0.50) for s in range(6)], b: [entry(s, 0.99 if s < 3 else 0.51) for s in range(6)]}
     rows = lambda policy, ov, es: f"| {policy} | {ov} | {len(es)} | {sorted(e['search_seed'] for e in es)} |"  # noqa: E731
+    assert svr.replication_section(groups, rows, {a: 4, b: 3}, "T")[0] == "## T"
     text = "\n".join(svr.replication_section(groups, rows, {a: 4, b: 3}))
     assert f"| path-priority | {a[1]} | 2 | [4, 5] |" in text and f"| path-priority | {b[1]} | 3 | [3, 4, 5] |" in text
     # the earlier searches (PQ 99) are left out of the difference: 51 - 50
