@@ -64,8 +64,8 @@ def search_config(work: Path, overrides, supernet_seed: int, search_seed: int, p
     # the `tiny` default when they began (it is naswot since 2026-12-01); an override still wins
     return load_config("tiny", [
         f"data.root={work / 'data'}", f"data.eval_fraction={d.eval_fraction}", f"data.val_fraction={d.val_fraction}",
-        f"data.split_seed={d.split_seed}", "search.fitness=pq", *overrides, f"train.seed={supernet_seed}", f"search.seed={search_seed}",
-        f"search.policy={policy}",
+        f"data.split_seed={d.split_seed}", "search.fitness=pq", *overrides, f"train.seed={supernet_seed}",
+        f"search.seed={search_seed}", f"search.policy={policy}",
     ])
 
 

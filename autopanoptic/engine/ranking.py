@@ -135,8 +135,9 @@ def verdict(tau: float, lo: float, hi: float, fitness: str = "pq") -> str:
     "not distinguishable from random ranking by NASWOT (the search's training-free fitness)"
     """
     span = f"tau {tau:.2f} [{lo:.2f}, {hi:.2f}]"
-    who = scorer(fitness)
-    free = who != "the supernet"
+    from autopanoptic.engine.search import training_free
+
+    who, free = scorer(fitness), training_free(fitness)
     if np.isnan(tau):
         return (f"no ranking could be measured ({span}): every architecture got the same score; "
                 + ("check more architectures (--archs)" if free else

@@ -271,30 +271,32 @@ def write_report(run: RunDir, cfg: Any = None) -> Path:
         p = plot_losses(curves, plots / "losses.png")
         lines += ["## Training loss\n", f"![losses]({p.relative_to(root)})\n"]
     from autopanoptic.engine.ranking import scorer, stronger_baselines
+    from autopanoptic.engine.search import training_free
     from autopanoptic.search.stats import format_p
 
     ranking = _load(root / "check-ranking" / "result.json")
     if ranking and (plots / "check_ranking.png").exists():
         q, t = ranking.get("quick_truth", {}), ranking.get("table_truth")
         fitness = (t or q).get("fitness", "pq")
-        who = scorer(fitness)
-        by = "the supernet's fitness" if who == "the supernet" else who
+        free = training_free(fitness)
+        by = scorer(fitness) if free else "the supernet's fitness"
         what = (f"The {ranking['n']} architectures of the ground-truth table `{t.get('table')}` (each trained {t.get('seeds')} "
                 f"times with the full recipe; its means are reliable at {t.get('reliability_icc', float('nan')):.2f}, so "
                 f"even a perfect estimator would reach a tau of about {t.get('tau_ceiling', float('nan')):.2f}), "
                 f"scored by {by}" + (f" on the search-validation split ({t.get('val_images')} images)."
-                                     if who == "the supernet" else ".")
+                                     if not free else ".")
                 if t else
                 f"{ranking['n']} architectures spread over the range of {by}, each trained from scratch for "
                 f"{q.get('steps')} steps on {q.get('train_images')} training images outside the search-validation "
                 f"split and scored on that split ({q.get('val_images')} images).")
-        subject = "the supernet" if who == "the supernet" else "the search's fitness"
+        subject, worth = (("the search's fitness", "a fitness worth searching with") if free else
+                          ("the supernet", "a supernet worth searching"))
         lines += [f"## Does {subject} rank? (`autopanoptic check-ranking`)\n",
                   f"**{ranking['verdict']}**\n",
                   f"{what} Kendall tau {ranking['tau']:.2f} "
                   f"(95% bootstrap interval {ranking['tau_ci'][0]:.2f} to {ranking['tau_ci'][1]:.2f}), Spearman "
                   f"{ranking['rho']:.2f}, one-sided permutation p {format_p(ranking['p_value'])}. Training-free "
-                  f"baselines against the same truth ({'a supernet worth searching' if who == 'the supernet' else 'a fitness worth searching with'} should beat them): "
+                  f"baselines against the same truth ({worth} should beat them): "
                   + (", ".join(f"{k} tau {v:.2f}" for k, v in ranking.get("baselines", {}).items()) or "-") + ".\n",
                   "![check-ranking](plots/check_ranking.png)\n"]
         better = stronger_baselines(ranking["tau"], ranking.get("baselines", {}), fitness)
