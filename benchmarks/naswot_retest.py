@@ -31,25 +31,21 @@ def main() -> None:
 
     from autopanoptic.engine.datasets import load_batch
     from autopanoptic.engine.truth import GroundTruth
-    from autopanoptic.nn import build_network
-    from autopanoptic.nn.proxies import naswot_score
+    from autopanoptic.nn.proxies import naswot_scores
+    from autopanoptic.nn.supernet import make_config
     from autopanoptic.search.stats import spearman_rho
 
     torch.set_num_threads(1)
     archs = GroundTruth.load(args.table).archs
     ds, splits = open_truth_data(args.work)
-    cats = ds.categories
+    config = make_config(PRESET, ds.categories.num_things, ds.categories.num_stuff)
     train = list(splits.train)
     sets = {"8 images (A)": train[:8], "8 other images (B)": train[8:16], "32 images": train[:32]}
     scores: dict[tuple[str, int], np.ndarray] = {}
     for name, idx in sets.items():
         images = load_batch(ds, idx)[0]
-        for seed in range(args.inits):
-            vals = []
-            for a in archs:
-                torch.manual_seed(seed)
-                vals.append(naswot_score(build_network(PRESET, a, cats.num_things, cats.num_stuff), images))
-            scores[name, seed] = np.array(vals)
+        for seed in range(args.inits):  # the library's scoring: each network initialised from `seed`
+            scores[name, seed] = np.array(naswot_scores(config, archs, [images], seed=seed, images=len(images)))
 
     def rho(a, b) -> float:
         return spearman_rho(list(a), list(b))
