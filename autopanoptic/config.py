@@ -232,7 +232,9 @@ class SearchConfig:
     docs/benchmarks/ranking.md) or ``naswot`` (a training-free baseline: the NASWOT score of the
     candidate's freshly initialised standalone network on the first 8 calibration images; the
     supernet's weights are not used, so the same policy and budget can be compared with and without
-    a supernet).
+    a supernet). ``naswot_mask_head``: the NASWOT score counts the mask head's units too, on one
+    whole-image RoI per image (:func:`autopanoptic.nn.proxies.naswot_score`); off, it reads the dense
+    part of the network only.
 
     Budgets (``null`` = none): ``max_params``, ``max_macs`` (counted at ``cost_image_size``) and
     ``max_latency_ms`` (predicted by the table ``latency_table`` of ``autopanoptic latency build``,
@@ -246,6 +248,7 @@ class SearchConfig:
 
     policy: str = attrs.field(default="path-priority", validator=_one_of("path-priority", "evolution", "random", "guided"))
     fitness: str = attrs.field(default="pq", validator=_one_of("pq", "loss", "naswot"))
+    naswot_mask_head: bool = attrs.field(default=False, converter=bool)
     cycles: int = attrs.field(default=2, converter=int, validator=_positive)
     per_cycle: int | None = attrs.field(default=None, converter=attrs.converters.optional(int), validator=_positive)
     population: int = attrs.field(default=50, converter=int, validator=_positive)

@@ -91,7 +91,7 @@ def describe_plan(cfg: Config, out: Path, device: Any, stages: list[str]) -> str
             from autopanoptic.nn.proxies import NASWOT_IMAGES
 
             each = (f"each the NASWOT score of the freshly initialised network on {NASWOT_IMAGES} calibration "
-                    "images (no supernet weights)")
+                    f"images{' (mask head included)' if s.naswot_mask_head else ''} (no supernet weights)")
         else:
             scored = "PQ" if s.fitness == "pq" else "the supernet's loss"
             each = (f"each {scored} on {len(splits.val)} validation images after BN recalibration on "

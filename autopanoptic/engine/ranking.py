@@ -320,7 +320,8 @@ def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), da
 
     def score(i: int) -> float:
         f = candidate_fitness(cfg.search.fitness, supernet, archs[i], data.train, splits.val, calib, device=device,
-                              resize=resize, amp=cfg.eval.amp, seed=cfg.search.seed)
+                              resize=resize, amp=cfg.eval.amp, seed=cfg.search.seed,
+                              naswot_mask_head=cfg.search.naswot_mask_head)
         if bar is not None:
             bar.update(world.size)
         return f
@@ -386,7 +387,7 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
                                 device, resize=resize)
     fitness = _on_every_rank(len(pool), lambda i: candidate_fitness(
         cfg.search.fitness, supernet, pool[i], data.train, splits.val, calib, device=device, resize=resize,
-        amp=cfg.eval.amp, seed=cfg.search.seed))
+        amp=cfg.eval.amp, seed=cfg.search.seed, naswot_mask_head=cfg.search.naswot_mask_head))
     picked = pick_spread(fitness, settings.archs)
     from autopanoptic.nn import count
 

@@ -243,16 +243,18 @@ def training_free(kind: str) -> bool:
 
 def candidate_fitness(kind: str, supernet: torch.nn.Module, arch: Arch, dataset: Any, val_indices: Sequence[int],
                       calib: Sequence[Sequence[torch.Tensor]], *, device: torch.device | str = "cpu",
-                      resize: Any = None, amp: str = "off", loader_workers: int = 0, seed: int = 0) -> float:
+                      resize: Any = None, amp: str = "off", loader_workers: int = 0, seed: int = 0,
+                      naswot_mask_head: bool = False) -> float:
     """The fitness of ``search.fitness`` ``kind`` of one full-space ``arch`` (higher is better):
     ``pq`` (:func:`path_fitness`), ``loss`` (minus :func:`path_loss`) or ``naswot`` (the NASWOT
-    score of the freshly initialised standalone network, seeded by ``seed``; no supernet weights)."""
+    score of the freshly initialised standalone network, seeded by ``seed``, with the mask head's
+    units when ``naswot_mask_head``; no supernet weights)."""
     if kind == "loss":
         return -path_loss(supernet, arch, dataset, val_indices, calib, device=device)
     if kind == "naswot":
         from autopanoptic.nn.proxies import naswot_scores
 
-        return naswot_scores(supernet.config, [arch], calib, seed=seed)[0]
+        return naswot_scores(supernet.config, [arch], calib, seed=seed, mask_head=naswot_mask_head)[0]
     return path_fitness(supernet, arch, dataset, val_indices, calib, device=device, resize=resize, amp=amp,
                         loader_workers=loader_workers)
 
@@ -333,7 +335,8 @@ def search_supernet(
         for k, a in distributed.shard(list(enumerate(archs)), world):  # all of them in one process
             t = time.perf_counter()
             f = candidate_fitness(cfg.fitness, supernet, restriction.to_full(a), dataset, val_indices, calib,
-                                  device=device, resize=resize, amp=amp, loader_workers=loader_workers, seed=cfg.seed)
+                                  device=device, resize=resize, amp=amp, loader_workers=loader_workers, seed=cfg.seed,
+                                  naswot_mask_head=cfg.naswot_mask_head)
             out[k] = (f, time.perf_counter() - t)
         if world.active:
             for part in distributed.all_gather_objects(out):

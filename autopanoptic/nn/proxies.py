@@ -8,8 +8,10 @@
 
 Here the codes come from the dense part of the panoptic network (backbone, FPN, semantic subnet,
 both attention directions, semantic classifier: every ``nn.ReLU`` module in them) on the padded
-batch; the RoI heads (and so the mask head's searchable layers) do not contribute, since their
-inputs depend on proposals.
+batch. The RoI heads' inputs depend on proposals, so by default the mask head's searchable layers
+do not contribute; with ``mask_head=True`` they do, on one RoI per image that needs no proposals:
+the whole image, pooled by the network's own mask RoI pooling from the FPN features, so each image's
+code gets the mask head's units as well (one ``K`` over images, as in the paper).
 
 >>> import torch
 >>> from autopanoptic.nn import build_network
@@ -32,10 +34,10 @@ __all__ = ["NASWOT_IMAGES", "naswot_score", "naswot_scores"]
 NASWOT_IMAGES = 8  # images per score in naswot_scores: the setting of the estimator study (docs/benchmarks/ranking.md)
 
 
-def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 0) -> float:
-    """NASWOT score of a standalone panoptic network (freshly initialised, ``torch.manual_seed(seed)``
-    is *not* applied here: pass an untrained network) on ``images`` (a list of ``3 x H x W`` tensors
-    in ``[0, 1]``, at least 2)."""
+def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, mask_head: bool = False) -> float:
+    """NASWOT score of a standalone panoptic network (freshly initialised: pass an untrained network)
+    on ``images`` (a list of ``3 x H x W`` tensors in ``[0, 1]``, at least 2); ``mask_head``: the
+    mask head's units count too, on one whole-image RoI per image (see the module docstring)."""
     if len(images) < 2:
         raise ValueError("naswot_score needs at least 2 images")
     dense = [net.backbone, net.fpn, net.semantic_subnet, net.f2b, net.b2f, net.semantic_classifier]
@@ -47,14 +49,19 @@ def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 
         c = (out.detach() > 0).reshape(n, -1).to(torch.float64)
         K.add_(c @ c.T).add_((1 - c) @ (1 - c).T)
 
-    handles = [m.register_forward_hook(hook) for part in dense for m in part.modules() if isinstance(m, nn.ReLU)]
+    parts = dense + ([net.mask_head] if mask_head else [])
+    handles = [m.register_forward_hook(hook) for part in parts for m in part.modules() if isinstance(m, nn.ReLU)]
     was_training = net.training
     try:
         net.train()
         with torch.no_grad():
-            x = net.preprocess(list(images)).tensors
-            bb, _mask, sem, f2b, b2f = net._split(net._path(None))
-            net._dense(x, bb, sem, f2b, b2f)
+            batch = net.preprocess(list(images))
+            bb, mask, sem, f2b, b2f = net._split(net._path(None))
+            features, _logits = net._dense(batch.tensors, bb, sem, f2b, b2f)
+            if mask_head:  # one RoI per image: the whole image, as the mask branch pools its RoIs
+                boxes = [torch.tensor([[0.0, 0.0, float(w), float(h)]], device=device) for h, w in batch.image_sizes]
+                rois = net.roi_heads.mask_roi_pool(features, boxes, batch.image_sizes)
+                net.mask_head(rois, mask)
     finally:
         for h in handles:
             h.remove()
@@ -64,12 +71,13 @@ def naswot_score(net: nn.Module, images: Sequence[torch.Tensor], *, seed: int = 
 
 
 def naswot_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[Sequence[torch.Tensor]], *,
-                  seed: int = 0, images: int = NASWOT_IMAGES) -> list[float]:
+                  seed: int = 0, images: int = NASWOT_IMAGES, mask_head: bool = False) -> list[float]:
     """:func:`naswot_score` of the freshly initialised standalone network of each of ``archs``
     (``config``: the supernet's :class:`~autopanoptic.nn.SupernetConfig`) on the first ``images``
     distinct images of ``batches`` (lists of image tensors, e.g. the search's calibration batches,
     which repeat their images when the calibration split is small: two equal images would make
-    every score ``-inf``). Every network is initialised from ``seed``; the global RNG is left as it was."""
+    every score ``-inf``). Every network is initialised from ``seed``; the global RNG is left as it was.
+    ``mask_head``: as in :func:`naswot_score`."""
     from autopanoptic.nn.standalone import build_network
 
     pics: list[torch.Tensor] = []
@@ -83,5 +91,5 @@ def naswot_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[Sequ
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = build_network(config, arch).to(pics[0].device)
-        out.append(naswot_score(net, pics))
+        out.append(naswot_score(net, pics, mask_head=mask_head))
     return out
