@@ -209,6 +209,10 @@ def test_the_dry_run_says_what_the_search_scores(tmp_path, fitness, words):
     assert res.exit_code == 0, res.output
     line = next(x for x in res.output.splitlines() if x.startswith("search:"))
     assert words in line and ("validation images" in line) == (fitness != "naswot")
+    assert "mask head" not in line
+    res = cli("search", "--out", str(tmp_path / "plan"), "--dry-run", *TINY, "--set", "search.fitness=naswot",
+              "--set", "search.naswot_mask_head=true")
+    assert "(mask head included)" in next(x for x in res.output.splitlines() if x.startswith("search:"))
 
 
 def test_full_demo_prints_pq_and_the_report(tmp_path):

@@ -44,3 +44,43 @@ def test_naswot_skips_repeated_images_of_a_small_calibration_split():
     assert got == pytest.approx(naswot_score(build_network(sup.config, arch), distinct)) and got > float("-inf")
     with pytest.raises(ValueError, match="2 distinct images"):
         naswot_scores(sup.config, [arch], [[distinct[0], distinct[0].clone()]], seed=0)
+
+
+def test_naswot_with_the_mask_head_tells_apart_what_differs_only_in_the_mask_head():
+    """The dense score cannot see the mask head's searchable layers; ``mask_head=True`` adds their
+    units (one whole-image RoI per image) to every image's code."""
+    from autopanoptic.nn import build_supernet
+    from autopanoptic.nn.proxies import naswot_scores
+
+    sup = build_supernet("tiny", 2, 2)
+    space = sup.search_space
+    a = list(space.sample(0))
+    b = list(a)
+    masks = [i for i, layer in enumerate(space.layers) if layer.name.startswith("mask.")]
+    assert masks
+    for i in masks:  # another op in every mask-head layer, nothing else changed
+        b[i] = (a[i] + 1) % space.n_choices[i]
+    g = torch.Generator().manual_seed(2)
+    images = [[torch.rand(3, 32, 32, generator=g) for _ in range(6)]]
+    dense = naswot_scores(sup.config, [a, b], images, seed=0)
+    full = naswot_scores(sup.config, [a, b], images, seed=0, mask_head=True)
+    assert dense[0] == pytest.approx(dense[1])
+    assert full[0] != pytest.approx(full[1])
+    assert all(f > float("-inf") for f in full) and full != dense
+
+
+def test_the_search_config_chooses_the_naswot_variant(tmp_path):
+    from autopanoptic.config import load_config
+    from autopanoptic.engine.search import candidate_fitness
+    from autopanoptic.nn import build_supernet
+    from autopanoptic.nn.proxies import naswot_scores
+
+    assert load_config("tiny").search.naswot_mask_head is False
+    assert load_config("tiny", ["search.naswot_mask_head=true"]).search.naswot_mask_head is True
+    sup = build_supernet("tiny", 2, 2)
+    arch = sup.search_space.sample(3)
+    g = torch.Generator().manual_seed(5)
+    calib = [[torch.rand(3, 32, 32, generator=g) for _ in range(4)]]
+    for flag in (False, True):
+        got = candidate_fitness("naswot", sup, arch, None, [], calib, seed=1, naswot_mask_head=flag)
+        assert got == naswot_scores(sup.config, [arch], calib, seed=1, mask_head=flag)[0]
