@@ -84,7 +84,7 @@ def main() -> None:
         wall = statistics.median(x["wall"] for x in runs)
         cpu = statistics.median(x["cpu"] for x in runs)
         st = runs[0]["stages"]
-        stages = ", ".join(f"{st.get(k, float('nan')):.0f}" for k in ("train_supernet", "search", "retrain", "evaluate"))
+        stages = ", ".join(f"{st[k]:.0f}" if k in st else "-" for k in ("train_supernet", "search", "retrain", "evaluate"))
         pqs = ", ".join(f"{x['pq']:.2f}" for x in runs)
         ctrl = "; ".join(", ".join(f"{c:.2f}" for c in x["controls"]) or "none" for x in runs)
         rows.append(f"| {n} | {wall:.0f} | {cpu:.0f} | {cpu / wall:.2f} | {wall / base:.2f} | {pqs} | {ctrl} | {stages} |")
@@ -108,14 +108,17 @@ Measured {started} on {machine}. Config: `{args.config}`{(' with ' + over) if ov
 
 {table}
 
-Supernet training deals each strict-fair cycle's 12 passes to the workers (6 each); the search deals
-its candidates; retraining runs on the first worker (`retrain.parallel: single`, the `tiny` preset's:
-a batch of 2 sliced into 1 image per worker would change what BatchNorm sees) while the second
-retrains a random control with the same recipe (`retrain.controls: auto`: one per idle worker, none
-with 1 worker); evaluation deals its batches. The supernet differs between 1 and 2 workers by float
-rounding only (the same step, summed in another order; the detector's discrete choices -- top-k
-proposals, NMS -- turn rounding into different choices over hundreds of steps), and so may the
-architecture the search picks; for a given number of workers the run is deterministic.
+Supernet training (where the search's fitness needs one; "-" where it does not) deals each
+strict-fair cycle's 12 passes to the workers (6 each); the search deals its candidates; retraining
+runs each network on one worker (`retrain.parallel: single`, the `tiny` preset's: a batch of 2
+sliced into 1 image per worker would change what BatchNorm sees): the chosen network on the first,
+the random controls (`retrain.controls`: `tiny-truth` asks for 1 on any number of workers, `auto`
+for one per idle worker) on the others, or after it where there is no other; evaluation deals its
+batches. A supernet differs between 1 and 2 workers by float rounding only (the same step, summed
+in another order; the detector's discrete choices -- top-k proposals, NMS -- turn rounding into
+different choices over hundreds of steps), and so may the architecture the search picks; for a
+given number of workers the run is deterministic. Without a supernet, the 1- and 2-worker runs are
+the same run.
 
 To re-measure (on a quiet machine the CPU / wall ratio is what the workers can use):
 
