@@ -18,6 +18,10 @@
 #    before the next step, which one process runs for about 1.5 hours.
 # 4. Shard 0: the estimators of ranking.md measured again (their cache is now in the repository).
 # 5. Table 5 on the ground truth (fixed on search-vs-random.md): evolution, random search, guided.
+# 6. A second table of 32 fresh architectures, 8 seeds (fixed on ranking.md: estimators on
+#    architectures none was chosen on), in its own work folder.
+# 7. Shard 0: the estimators on it, into their own cache (its page to /tmp, unread: read it by hand
+#    once the table is complete, as ranking.md's plan says).
 set -euo pipefail
 K=${1:?usage: backlog.sh K, K = 0 or 1: the shard of 2 this process runs}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,4 +52,12 @@ step "Table 5: random search (150 evaluations)"
 "${SVR[@]}" --policies random --set search.evaluations=150 --search-seeds 2
 step "Table 5: guided (60 evaluations)"
 "${SVR[@]}" --policies guided --set search.evaluations=60 --search-seeds 2
+step "a second table: 32 fresh architectures, 8 seeds (ranking.md's plan)"
+"$PY" benchmarks/ground_truth.py --table "$RESULTS/tiny-fresh.json" --archs 32 --seeds 8 --arch-seed 2027 \
+    --work /tmp/gt-fresh --shard "$K/2"
+if [ "$K" = 0 ]; then
+  step "the estimators on the fresh table (page to /tmp, unread)"
+  "$PY" benchmarks/ranking.py --table "$RESULTS/tiny-fresh.json" --cache "$RESULTS/ranking-estimates-fresh.json" \
+      --only params macs naswot naswot-mask holdout:pq --supernet-steps 300 --out /tmp/ranking-fresh-unread.md > /dev/null
+fi
 step "done"
