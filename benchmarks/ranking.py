@@ -8,7 +8,8 @@ score against the ground-truth mean PQ, with 95% bootstrap intervals, into
 - training-free: parameters and MACs at 64 px (:func:`autopanoptic.nn.count`), and the NASWOT score
   of the untrained network (:func:`autopanoptic.nn.proxies.naswot_scores`, 8 training images, seed 0):
   ``naswot`` on the dense part of the network (the search's ``search.fitness: naswot``), ``naswot-mask``
-  with the mask head's units too (``search.naswot_mask_head: true``);
+  with the mask head's units too (``search.naswot_mask_head: true``); ``zico``, the ZiCo score
+  (:func:`autopanoptic.nn.proxies.zico_scores`: the same 8 images as 2 batches of 4 with their targets);
 - low fidelity: the architecture trained from scratch for ``--short-steps`` steps (seed 0) with the
   table's recipe otherwise, PQ on the table's evaluation images
   (:func:`autopanoptic.engine.scratch.train_and_score`);
@@ -103,7 +104,7 @@ def measure(args) -> dict:
     from autopanoptic.engine.search import calibration_batches, path_fitness, path_loss
     from autopanoptic.engine.truth import GroundTruth
     from autopanoptic.nn import count, make_config
-    from autopanoptic.nn.proxies import naswot_scores
+    from autopanoptic.nn.proxies import naswot_scores, zico_scores
 
     torch.set_num_threads(1)
     gt = GroundTruth.load(args.table)
@@ -137,6 +138,9 @@ def measure(args) -> dict:
 
     each("naswot", naswot(False))
     each("naswot-mask", naswot(True))
+    # ZiCo: the same 8 training images, as 2 batches of 4 with their targets (the training loss's gradients)
+    zbatches = [load_batch(ds, list(splits.train[:4])), load_batch(ds, list(splits.train[4:8]))]
+    each("zico", lambda i, a: zico_scores(config, [a], zbatches, seed=0)[0])
     # supernets first (cheap per architecture): their main estimators for every supernet, then the
     # costlier extras (300 more images, few-shot children); the low-fidelity trainings last
     for phase, steps in [("main", s) for s in args.supernet_steps] + [("extra", args.supernet_steps[0])]:
@@ -270,6 +274,8 @@ def report(args, data: dict) -> str:
     add("params", "parameters (more is better)", data.get("params", {}), cost("params"))
     add("macs", "MACs at 64 px", data.get("macs", {}), cost("macs"))
     add("naswot", "NASWOT (untrained network, 8 images)", data.get("naswot", {}), cost("naswot"))
+    if data.get("zico"):
+        add("zico", "ZiCo (untrained network, 2 batches of 4 images)", data["zico"], cost("zico"))
     if data.get("naswot-mask"):
         add("naswot-mask", "NASWOT with the mask head (untrained network, 8 images)", data["naswot-mask"],
             cost("naswot-mask"))

@@ -5,6 +5,12 @@
   network sees a batch of images; every ReLU's on/off pattern gives each image a binary code; the
   score is ``log |det K|`` with ``K[i, j]`` the number of units on which images ``i`` and ``j``
   agree. Networks whose activations tell the images apart score higher.
+- :func:`zico_score`: ZiCo of Li et al. (ICLR 2023). An untrained network's training loss is
+  back-propagated on a few batches, one at a time; for every conv and linear weight the mean absolute
+  gradient over the batches is divided by its standard deviation over them; the score sums, over the
+  layers, the log of that ratio summed over the layer's weights (weights whose gradient never varies
+  are left out). Networks whose gradients are large and consistent score higher. (The authors'
+  code accumulates gradients over the batches instead of taking each alone; this follows the paper.)
 
 Here the codes come from the dense part of the panoptic network (backbone, FPN, semantic subnet,
 both attention directions, semantic classifier: every ``nn.ReLU`` module in them) on the padded
@@ -29,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["NASWOT_IMAGES", "naswot_score", "naswot_scores"]
+__all__ = ["NASWOT_IMAGES", "naswot_score", "naswot_scores", "zico_score", "zico_scores"]
 
 NASWOT_IMAGES = 8  # images per score in naswot_scores: the setting of the estimator study (docs/benchmarks/ranking.md)
 
@@ -93,3 +99,60 @@ def naswot_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[Sequ
             net = build_network(config, arch).to(pics[0].device)
         out.append(naswot_score(net, pics, mask_head=mask_head))
     return out
+
+
+def zico_score(net: nn.Module, batches: Sequence[tuple[Sequence[torch.Tensor], Sequence[dict]]], *,
+               seed: int = 0) -> float:
+    """ZiCo score of a standalone panoptic network (freshly initialised: pass an untrained network)
+    on ``batches``, at least 2 ``(images, targets)`` pairs as the training loop feeds them (see the
+    module docstring). The network's random choices in training mode (anchor and proposal sampling)
+    are seeded by ``seed`` and the batch's position; the global RNG is left as it was. The network's
+    gradients are cleared afterwards (its BatchNorm running statistics see the batches)."""
+    import math
+
+    if len(batches) < 2:
+        raise ValueError("zico_score needs at least 2 batches (a gradient's spread over batches)")
+    grads: dict[str, list[torch.Tensor]] = {}
+    was_training = net.training
+    net.train()
+    try:
+        for k, (images, targets) in enumerate(batches):
+            net.zero_grad(set_to_none=True)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed * 1009 + k)
+                losses = net(list(images), list(targets))
+            sum(losses.values()).backward()
+            for name, m in net.named_modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.grad is not None:
+                    grads.setdefault(name, []).append(m.weight.grad.detach().reshape(-1).to(torch.float64).clone())
+    finally:
+        net.zero_grad(set_to_none=True)
+        net.train(was_training)
+    score = 0.0
+    for gs in grads.values():
+        if len(gs) < len(batches):  # a layer some batch never reached has no spread over the batches
+            continue
+        g = torch.stack(gs)
+        std = g.std(dim=0, unbiased=False)
+        keep = std > 0
+        ratio = float((g.abs().mean(dim=0)[keep] / std[keep]).sum())
+        if ratio > 0:
+            score += math.log(ratio)
+    return score
+
+
+def zico_scores(config, archs: Sequence[Sequence[int]], batches: Sequence[tuple[Sequence[torch.Tensor], Sequence[dict]]],
+                *, seed: int = 0) -> list[float]:
+    """:func:`zico_score` of the freshly initialised standalone network of each of ``archs``
+    (``config``: a :class:`~autopanoptic.nn.SupernetConfig`) on ``batches`` of ``(images, targets)``.
+    Every network is initialised from ``seed``; the global RNG is left as it was."""
+    from autopanoptic.nn.standalone import build_network
+
+    out = []
+    for arch in archs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_network(config, arch).to(batches[0][0][0].device)
+        out.append(zico_score(net, batches, seed=seed))
+    return out
+

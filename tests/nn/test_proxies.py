@@ -84,3 +84,30 @@ def test_the_search_config_chooses_the_naswot_variant(tmp_path):
     for flag in (False, True):
         got = candidate_fitness("naswot", sup, arch, None, [], calib, seed=1, naswot_mask_head=flag)
         assert got == naswot_scores(sup.config, [arch], calib, seed=1, mask_head=flag)[0]
+
+
+def test_zico_scores_fresh_networks_on_their_training_loss_and_leaves_the_global_rng_alone(tmp_path):
+    from autopanoptic.data import PanopticDataset
+    from autopanoptic.data.synthetic import write_synthetic
+    from autopanoptic.engine.datasets import load_batch
+    from autopanoptic.nn import build_network, build_supernet
+    from autopanoptic.nn.proxies import zico_score, zico_scores
+
+    write_synthetic(tmp_path, 6, size=32, seed=0)
+    ds = PanopticDataset(tmp_path / "images", tmp_path / "panoptic.json", tmp_path / "panoptic")
+    batches = [load_batch(ds, [0, 1, 2]), load_batch(ds, [3, 4, 5])]
+    cats = ds.categories
+    sup = build_supernet("tiny", cats.num_things, cats.num_stuff)
+    archs = [sup.search_space.sample(k) for k in range(3)]
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    got = zico_scores(sup.config, archs, batches, seed=2)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert got == zico_scores(sup.config, archs, batches, seed=2)  # deterministic
+    assert len(set(got)) == 3 and all(abs(g) < float("inf") for g in got)
+    torch.manual_seed(2)
+    net = build_network(sup.config, archs[0])
+    assert zico_score(net, batches, seed=2) == pytest.approx(got[0])
+    assert all(p.grad is None for p in net.parameters())  # its gradients are cleared
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        zico_score(net, batches[:1])
