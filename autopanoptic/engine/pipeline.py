@@ -242,7 +242,9 @@ def supernet_checkpoint(root: str | Path) -> Path:
 
 
 def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
-    """The trained supernet of the run (its training must have finished)."""
+    """The trained supernet of the run (its training must have finished). Its checkpoint's step and
+    fingerprint are kept as ``model.provenance`` (``{"step": int, "fingerprint": dict}``), so that a
+    caller that records where the weights came from need not read the checkpoint again."""
     from autopanoptic.engine.checkpoint import load_checkpoint
 
     path = supernet_checkpoint(run.root)
@@ -265,6 +267,7 @@ def load_supernet(cfg: Config, run: RunDir, data: RunData, *, device="cpu"):
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: does not match model.preset {cfg.model.preset!r} ({str(e).splitlines()[0]})") from None
+    model.provenance = {"step": int(state["step"]), "fingerprint": dict(state.get("fingerprint", {}))}
     return model.to(device)
 
 

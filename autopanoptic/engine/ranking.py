@@ -366,13 +366,9 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
                           "there are fewer than 2: add images or lower data.val_fraction")
     supernet = pipeline.search_model(cfg, run, data, device=device)
     restriction = pipeline.restriction_for(cfg, supernet.search_space)
-    from autopanoptic.engine.checkpoint import load_checkpoint
-
     supernet_fp: dict[str, Any] = {"none": "the fitness is training-free"}
-    if "search" in pipeline.supernet_readers(cfg):
-        sup_state = load_checkpoint(pipeline.supernet_checkpoint(run.root), map_location="cpu")
-        supernet_fp = {"step": int(sup_state["step"]), **{k: v for k, v in sup_state.get("fingerprint", {}).items()}}
-        del sup_state
+    if "search" in pipeline.supernet_readers(cfg):  # the trained supernet's checkpoint, read once by search_model
+        supernet_fp = {"step": supernet.provenance["step"], **supernet.provenance["fingerprint"]}
     folder = run.root / "check-ranking"
     journal = folder / "journal.jsonl"
     header = json.loads(json.dumps(_journal_header(cfg, settings, supernet_fp)))

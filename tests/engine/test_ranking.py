@@ -97,6 +97,10 @@ def test_check_ranking_end_to_end_resumes_and_refuses_other_settings(tmp_path):
     folder = out / "check-ranking"
     lines = (folder / "journal.jsonl").read_text().splitlines()
     assert len(lines) == 5 and json.loads(lines[0])["kind"] == "check-ranking"
+    from autopanoptic.engine.checkpoint import load_checkpoint
+
+    sup = load_checkpoint(out / "supernet" / "checkpoint.pt", map_location="cpu")  # the journal says which weights it scored
+    assert json.loads(lines[0])["supernet"] == json.loads(json.dumps({"step": sup["step"], **sup["fingerprint"]}))
     first = json.loads((folder / "result.json").read_text())
     assert first["n"] == 4 and first["settings"]["steps"] == 2
     assert set(first["baselines"]) == {"parameters", "MACs", "NASWOT"}
