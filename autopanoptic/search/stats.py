@@ -36,6 +36,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_mean_ci",
     "difference_of_means",
+    "expected_tau",
     "format_p",
     "kendall_tau",
     "mean_reliability",
@@ -328,6 +329,24 @@ def tau_ceiling(reliability: float) -> float:
     if not 0 <= reliability <= 1:
         return float("nan")
     return float(2 / math.pi * math.asin(math.sqrt(reliability)))
+
+
+def expected_tau(tau: float, reliability: float, new_reliability: float = 1.0) -> float:
+    """The Kendall tau an estimator that reached ``tau`` against a truth of ``reliability`` can be
+    expected to reach against a truth of ``new_reliability`` (1: the true values), under the model
+    of :func:`tau_ceiling` (normal variables, tau = 2 / pi * arcsin(r); the truth's noise lowers r
+    by ``sqrt(reliability)``). E.g. what more seeds per architecture would show, with
+    :func:`spearman_brown` for the reliability they give. A ``tau`` above what ``reliability``
+    allows (:func:`tau_ceiling`) counts as that ceiling.
+
+    >>> round(expected_tau(tau_ceiling(0.8), 0.8), 3), round(expected_tau(0.3, 0.6, 0.6), 3)
+    (1.0, 0.3)
+    """
+    if not (0 < reliability <= 1 and 0 <= new_reliability <= 1):
+        return float("nan")
+    r = math.sin(math.pi * float(tau) / 2) / math.sqrt(reliability)
+    r = max(-1.0, min(1.0, r)) * math.sqrt(new_reliability)
+    return float(2 / math.pi * math.asin(r))
 
 
 def bootstrap_mean_ci(d: Sequence[float], *, n_boot: int = 10000, seed: int = 0,

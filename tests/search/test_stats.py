@@ -216,3 +216,26 @@ def test_difference_of_means_finds_a_shift_and_not_noise(seed, n, m):
     assert 0.02 <= np.mean(np.array(ps) < 0.2) <= 0.45
     with pytest.raises(ValueError):
         stats.difference_of_means([], b)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(0.3, 1.5), st.floats(0.0, 0.9), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_expected_tau_predicts_an_estimators_tau_against_a_more_reliable_truth(sd_between, est_noise, k, seed):
+    """Simulated: an estimator (true values plus its own noise) held against a truth averaged over
+    k noisy seeds, and against one of 4k seeds: expected_tau carries the first tau to the second."""
+    rng = np.random.default_rng(seed)
+    n, reps = 40, 150
+    few, many = [], []
+    for _ in range(reps):
+        true = rng.normal(0, sd_between, n)
+        est = true + rng.normal(0, est_noise * sd_between + 1e-9, n)
+        few.append(stats.kendall_tau(est, true + rng.normal(0, 1, (k, n)).mean(axis=0)))
+        many.append(stats.kendall_tau(est, true + rng.normal(0, 1, (4 * k, n)).mean(axis=0)))
+    icc = lambda m: sd_between**2 / (sd_between**2 + 1 / m)  # noqa: E731
+    # within 0.06 (the largest miss in 300 simulated settings was 0.034); the seeds' own gain is larger
+    # than that in 9 of 10 of them, so a function that ignored the reliabilities would fail here
+    assert abs(stats.expected_tau(float(np.mean(few)), icc(k), icc(4 * k)) - float(np.mean(many))) < 0.06
+    t = 0.5 * stats.tau_ceiling(icc(k))  # a tau this truth allows
+    assert stats.expected_tau(t, icc(k), icc(k)) == pytest.approx(t)
+    assert stats.expected_tau(t, icc(k), 1.0) >= t - 1e-12
+    assert stats.expected_tau(1.0, icc(k), icc(k)) == pytest.approx(stats.tau_ceiling(icc(k)))  # capped
