@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -108,8 +109,6 @@ def zico_score(net: nn.Module, batches: Sequence[tuple[Sequence[torch.Tensor], S
     module docstring). The network's random choices in training mode (anchor and proposal sampling)
     are seeded by ``seed`` and the batch's position; the global RNG is left as it was. The network's
     gradients are cleared afterwards (its BatchNorm running statistics see the batches)."""
-    import math
-
     if len(batches) < 2:
         raise ValueError("zico_score needs at least 2 batches (a gradient's spread over batches)")
     grads: dict[str, list[torch.Tensor]] = {}
