@@ -1,9 +1,9 @@
 """The demo's own comparison, repeated over seeds: the searched network against its random control.
 
 Each unit is ``autopanoptic demo --config C --workers 2 --set train.seed=K --set search.seed=K``
-(plus the setting's ``--set`` overrides) in a fresh folder. With 2 workers the ``tiny`` preset's
-``retrain.controls: auto`` retrains one random architecture beside the searched one, with the same
-recipe; both are scored on the demo's evaluation split. This is Table 3 of the paper in the demo's
+(plus the setting's ``--set`` overrides) in a fresh folder. With 2 workers ``retrain.controls``
+(``auto`` on ``tiny``, ``1`` on ``tiny-truth``) retrains one random architecture beside the searched
+one, with the same recipe; both are scored on the demo's evaluation split. This is Table 3 of the paper in the demo's
 own regime: with ``--config tiny-truth`` (the demo's default since 2026-12-01) the table's data and
 recipe, so each unit's two networks also get their percentile in the ground truth
 (docs/benchmarks/ground-truth.md); with ``--config tiny`` (the demo's former default: 96 images,
@@ -154,8 +154,8 @@ def report(results: Path) -> str:
     pct = {id(u): truth_percentiles(config_of(u), u["overrides"], u["searched_pq"], u["control_pq"]) for u in units}
     L = ["# The demo against its random control, over seeds", "",
          "Each row: `autopanoptic demo --config C` with 2 workers, `train.seed = search.seed = K` for each K, the "
-         "setting's overrides; the searched network and the random control retrained beside it (`retrain.controls: "
-         "auto`, same recipe), both scored on the demo's evaluation split (`tiny`: 24 images; `tiny-truth`, the "
+         "setting's overrides; the searched network and the random control retrained beside it (`retrain.controls`: "
+         "`auto` on `tiny`, `1` on `tiny-truth`: one control on 2 workers; same recipe), both scored on the demo's evaluation split (`tiny`: 24 images; `tiny-truth`, the "
          "demo's default since 2026-12-01: the ground-truth table's 200). Where the settings match the ground-truth "
          "table, the percentile columns say where each PQ (one training) falls among the table's single trainings "
          "([ground-truth.md](ground-truth.md)). Made by `benchmarks/demo_controls.py`; "
