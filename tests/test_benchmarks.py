@@ -226,3 +226,15 @@ def test_the_ranking_page_holds_estimators_against_a_chosen_block_of_seeds_only_
     path.write_text(json.dumps(table))
     with pytest.raises(SystemExit, match="11 of 12 architectures"):
         ranking.report(args, data)
+
+
+def test_cost_dealing_puts_every_pass_on_one_rank_and_never_loses_to_the_bound(monkeypatch):
+    cd = load(BENCH / "cycle_dealing.py", monkeypatch)
+    costs = [5.0, 1.0, 1.0, 4.0, 2.0, 3.0]
+    deal = cd.lpt(costs, 2)
+    assert sorted(j for g in deal for j in g) == list(range(6))
+    assert sorted(sum(costs[j] for j in g) for g in deal) == [8.0, 8.0]  # LPT balances this one exactly
+    # two steps whose passes alternate heavy, light: round-robin puts every heavy pass on rank 0
+    rows = [(s, j, 3.0 if j % 2 == 0 else 1.0, 3.0 if j % 2 == 0 else 1.0) for s in range(2) for j in range(4)]
+    sim = cd.simulate(rows, 2)
+    assert sim["round-robin"] == 12.0 and sim["LPT by MACs"] == sim["LPT by measured time"] == sim["bound"] == 8.0
