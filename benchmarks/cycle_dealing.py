@@ -16,6 +16,7 @@ and the full space (deformable ops in, as the paper presets use them on a GPU).
 
     .venv/bin/python benchmarks/cycle_dealing.py            # about 4 minutes on one core; writes docs/benchmarks/cycle-dealing.md
     .venv/bin/python benchmarks/cycle_dealing.py --steps 3 --no-write
+    .venv/bin/python benchmarks/cycle_dealing.py --device cuda --no-write   # a GPU's passes (prints the table)
 """
 
 from __future__ import annotations
@@ -46,26 +47,30 @@ def lpt(costs, ranks: int) -> list[list[int]]:
     return out
 
 
-def measure(exclude: tuple[str, ...], steps: int, warmup: int, data) -> list[tuple[int, int, float, float]]:
-    """(step, pass, seconds, MACs) of every pass after ``warmup`` steps of a fresh tiny supernet."""
+def measure(exclude: tuple[str, ...], steps: int, warmup: int, data, device: str = "cpu") -> list[tuple[int, int, float, float]]:
+    """(step, pass, seconds, MACs) of every pass after ``warmup`` steps of a fresh tiny supernet on ``device``."""
     from autopanoptic.engine.datasets import batch_indices, load_batch
     from autopanoptic.engine.restrict import OpRestriction
     from autopanoptic.engine.train import fair_cycle_for_step
     from autopanoptic.nn import build_supernet, count
 
     cats = data.categories
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     torch.manual_seed(0)
-    sup = build_supernet("tiny", cats.num_things, cats.num_stuff)
+    sup = build_supernet("tiny", cats.num_things, cats.num_stuff).to(device)
     r = OpRestriction.build(sup.search_space, exclude)
     opt = torch.optim.SGD(sup.parameters(), lr=0.02, momentum=0.9)
     rows = []
     for step in range(warmup + steps):
         archs = fair_cycle_for_step(r.sub, 0, step, r.to_full)
         for j, a in enumerate(archs):
-            images, targets = load_batch(data, batch_indices(range(len(data)), 2, step * len(archs) + j, seed=0))
+            images, targets = load_batch(data, batch_indices(range(len(data)), 2, step * len(archs) + j, seed=0),
+                                         device=device)
             torch.manual_seed(step * 1000 + j)
+            sync()
             t = time.perf_counter()
             sum(sup(images, targets, arch=a).values()).backward()
+            sync()
             seconds = time.perf_counter() - t
             if step >= warmup:
                 rows.append((step, j, seconds, float(count(sup, a, 64)[1])))
@@ -92,6 +97,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed strict-fair steps per op set")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda to measure a GPU's passes")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -102,7 +108,7 @@ def main() -> None:
         data = PanopticDataset(Path(d) / "images", Path(d) / "panoptic.json", Path(d) / "panoptic")
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         sets = {"CPU demo (deformable ops excluded)": ("dfconv3x3", "dfconv5x5"), "full space (deformable ops in)": ()}
-        measured = {name: measure(ex, args.steps, args.warmup, data) for name, ex in sets.items()}
+        measured = {name: measure(ex, args.steps, args.warmup, data, args.device) for name, ex in sets.items()}
     lines = ["| op set | passes timed | pass time: mean, sd (ms) | corr(time, MACs) | ranks | round-robin (s) | "
              "LPT by MACs | LPT by measured time | bound |", "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in measured.items():
@@ -116,6 +122,7 @@ def main() -> None:
                          f"{rr:.2f} | {sim['LPT by MACs'] / rr:.2f} | {sim['LPT by measured time'] / rr:.2f} | "
                          f"{sim['bound'] / rr:.2f} |")
     table = "\n".join(lines)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     print(table)
     if args.no_write:
         return
@@ -125,7 +132,7 @@ def main() -> None:
 steps of a fresh `tiny` supernet timed in one process (forward and backward, batch of 2, one thread,
 64-px synthetic images), then, for R ranks, the compute time of the slowest rank summed over the
 steps under each dealing. Columns after the round-robin time are ratios to it (lower is better).
-Measured {started} on {cpu_name()}, Python {platform.python_version()}, torch {torch.__version__},
+Measured {started} on {device_name}, Python {platform.python_version()}, torch {torch.__version__},
 commit {code_version(REPO)}.
 
 {table}
