@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
+from _machine import cpu_name, write_page  # noqa: E402  (benchmarks/ is the script folder, on sys.path)
 
 DEFORMABLE = ("dfconv3x3", "dfconv5x5")
 SEARCH_STEPS, RETRAIN_STEPS, PAPER_BATCH, CYCLE, EVAL_IMAGES, EVALUATIONS = 7393, 88716, 16, 12, 5000, 60
@@ -241,8 +241,24 @@ def write_doc(rows, table, costs, device, size, batch, passes, repeats, n_eval, 
     machine = (f"{torch.cuda.get_device_name(device)}" if device.type == "cuda" else
                f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads")
     load = f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
-    doc = REPO / "docs" / "benchmarks" / "paper-scale.md"
-    doc.write_text(f"""# Paper scale: time, memory and what the paper's schedules cost
+    cuda = device.type == "cuda"  # a GPU's figures get a page of their own: the CPU page keeps its own
+    doc = REPO / "docs" / "benchmarks" / ("paper-scale-cuda.md" if cuda else "paper-scale.md")
+    gpu = ("" if cuda else """
+## GPU: not measured yet
+
+No GPU was available when this page was written. To measure one (about 5 minutes; the figures go to
+`docs/benchmarks/paper-scale-cuda.md`; this page keeps the CPU's):
+
+    .venv/bin/python benchmarks/paper_scale.py --device cuda
+
+On a machine with its own PyTorch and no internet (this project's lent GPU machine: torch 2.11,
+torchvision 0.26), run it from the checkout with `PYTHONPATH=. python benchmarks/paper_scale.py
+--device cuda`, installing beforehand the wheels it lacks (pycocotools, pyspng, zlib-ng), carried
+over from a machine that can download them (`pip download --only-binary=:all: ...`). In the same
+call, `benchmarks/cycle_dealing.py --device cuda --no-write` (about a minute) says whether dealing a
+strict-fair cycle's passes by cost would pay on that GPU ([cycle-dealing.md](cycle-dealing.md)).
+""")
+    write_page(doc, f"""# Paper scale: time, memory and what the paper's schedules cost
 
 `benchmarks/paper_scale.py` (see its docstring for what is measured). The `paper-search` supernet
 and the `paper-retrain` network of one architecture, on synthetic {size} x {size} images, {batch}
@@ -257,13 +273,7 @@ no-deformable rows and scale the measured step to the paper's 16 images per pass
 What the paper's COCO schedules would cost at these figures{' (at this reduced image size: not COCO figures)' if device.type != 'cuda' else ''}:
 
 {costs}
-
-## GPU: not measured yet
-
-No GPU was available when this page was written. To fill these rows on one GPU (about 5 minutes):
-
-    .venv/bin/python benchmarks/paper_scale.py --device cuda
-
+{gpu}
 Peak memory on CPU is the process's resident high-water mark so far (it only grows down the table);
 on CUDA it is `torch.cuda.max_memory_allocated`, reset before each row.
 """)

@@ -238,3 +238,20 @@ def test_cost_dealing_puts_every_pass_on_one_rank_and_never_loses_to_the_bound(m
     rows = [(s, j, 3.0 if j % 2 == 0 else 1.0, 3.0 if j % 2 == 0 else 1.0) for s in range(2) for j in range(4)]
     sim = cd.simulate(rows, 2)
     assert sim["round-robin"] == 12.0 and sim["LPT by MACs"] == sim["LPT by measured time"] == sim["bound"] == 8.0
+
+
+def test_the_paper_scale_page_keeps_its_readings_when_the_figures_are_written_again(tmp_path, monkeypatch):
+    import torch
+
+    ps = load(BENCH / "paper_scale.py", monkeypatch)
+    machine = load(BENCH / "_machine.py", monkeypatch)
+    monkeypatch.setattr(ps, "REPO", tmp_path)
+    page = tmp_path / "docs" / "benchmarks" / "paper-scale.md"
+    page.parent.mkdir(parents=True)
+    args = ([], "| a table |", "| costs |", torch.device("cpu"), 96, 1, 2, 1, 4, (1.0,), (1.0,))
+    ps.write_doc(*args)
+    assert "| a table |" in page.read_text() and "GPU: not measured yet" in page.read_text()
+    page.write_text(page.read_text() + "\n" + machine.HAND + "\n\n## Reading\n\nkept\n")
+    ps.write_doc(*args[:1], "| new table |", *args[2:])
+    text = page.read_text()
+    assert "| new table |" in text and "| a table |" not in text and text.endswith("## Reading\n\nkept\n")
