@@ -40,7 +40,7 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
     from autopanoptic.engine.report import write_report
     from autopanoptic.engine.truth import applicable_table
     from autopanoptic.errors import ConfigError
-    from autopanoptic.search.stats import format_p
+    from autopanoptic.search.stats import expected_tau, format_p
 
     try:
         settings = RankingCheck(archs=archs, steps=steps, pool=pool, seed=seed)
@@ -64,6 +64,10 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
     base = ", ".join(f"{name} alone {tau:.2f}" for name, tau in res.baselines)
     click.echo(f"training-free baselines against the same truth: {base}" if base else "")
     click.echo(res.verdict)
+    if about is not None and 0 < about["reliability_icc"] <= 1:  # the tau read against the table's noise
+        click.echo(f"against the architectures' true quality (a truth without the table's seed noise) that tau "
+                   f"{res.tau:.2f} would be about {expected_tau(res.tau, about['reliability_icc']):.2f} "
+                   "(autopanoptic.search.stats.expected_tau)")
     better = stronger_baselines(res.tau, dict(res.baselines), cfg.search.fitness)
     if better:
         click.echo(better)

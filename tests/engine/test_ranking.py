@@ -196,6 +196,8 @@ def test_check_ranking_against_a_matching_table_holds_the_fitness_against_its_me
     res = cli("check-ranking", *on_table)  # auto: the table applies (its data are the run's)
     assert res.exit_code == 0, res.output
     assert "against the ground truth `table.json`: 6 architectures x 2 trainings" in res.output
+    icc = json.loads((out / "check-ranking" / "result.json").read_text())["table_truth"]["reliability_icc"]
+    assert 0.9 < icc <= 1 and "against the architectures' true quality" in res.output  # seeds +-0.01 around the means
     first = json.loads((out / "check-ranking" / "result.json").read_text())
     assert [tuple(a["arch"]) for a in first["architectures"]] == archs
     assert [a["truth_pq"] for a in first["architectures"]] == pytest.approx([0.3, 0.1, 0.5, 0.2, 0.6, 0.4])
