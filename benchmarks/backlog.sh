@@ -58,6 +58,7 @@ step "a second table: 32 fresh architectures, 8 seeds (ranking.md's plan)"
 if [ "$K" = 0 ]; then
   step "the estimators on the fresh table (page to /tmp, unread)"
   "$PY" benchmarks/ranking.py --table "$RESULTS/tiny-fresh.json" --cache "$RESULTS/ranking-estimates-fresh.json" \
-      --only params macs naswot naswot-mask holdout:pq --supernet-steps 300 --out /tmp/ranking-fresh-unread.md > /dev/null
+      --only params macs naswot naswot-mask holdout:pq holdout-900:pool-pq --supernet-steps 300 900 \
+      --out /tmp/ranking-fresh-unread.md > /dev/null
 fi
 step "done"

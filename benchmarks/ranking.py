@@ -314,6 +314,14 @@ def report(args, data: dict) -> str:
         steps = fs.rsplit("fewshot", 1)[1]  # wall time would count pauses and load: say what was trained
         add(f"{fs}:pq", f"few-shot `{fs}`: children split on `{layer}`, search fitness", data[f"{fs}:pq"],
             f"one child per op of `{layer}`, {steps} steps each from the supernet + {cost(fs + ':pq')}")
+    if "naswot" in kept and "holdout-900:per-op" in kept:  # test 5 of ranking.md: the two ranks summed
+        a, b = kept["naswot"][1], kept["holdout-900:per-op"][1]
+        both = [str(i) for i in idx if a.get(str(i)) is not None and b.get(str(i)) is not None]
+        if both:
+            ra = stats.average_ranks([a[k] for k in both])
+            rb = stats.average_ranks([b[k] for k in both])
+            add("naswot+per-op-900", "NASWOT rank + supernet `holdout-900` per-op rank",
+                {k: float(x + y) for k, x, y in zip(both, ra, rb)}, "-")
     bias = (paired_section(kept, idx, truth, "naswot", "the current default")
             + paired_section(kept, idx, truth, "holdout:pq", "the former default")
             + op_bias_section(args, data, gt, idx, truth, space))
