@@ -22,6 +22,8 @@
 #    architectures none was chosen on), in its own work folder.
 # 7. Shard 0: the estimators on it, into their own cache (its page to /tmp, unread: read it by hand
 #    once the table is complete, as ranking.md's plan says).
+# 8. Shard 0: the demo study's remaining row (demo-controls.md's plan: the paper's search on
+#    tiny-truth, 10 seeds; each demo uses both workers, so one process runs it).
 set -euo pipefail
 K=${1:?usage: backlog.sh K, K = 0 or 1: the shard of 2 this process runs}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,5 +62,8 @@ if [ "$K" = 0 ]; then
   "$PY" benchmarks/ranking.py --table "$RESULTS/tiny-fresh.json" --cache "$RESULTS/ranking-estimates-fresh.json" \
       --only params macs naswot naswot-mask holdout:pq holdout-900:pool-pq --supernet-steps 300 900 \
       --out /tmp/ranking-fresh-unread.md > /dev/null
+  step "the demo study's paper-search row (demo-controls.md; page to /tmp, unread)"
+  PYTHONPATH="$HERE" "$PY" benchmarks/demo_controls.py --seeds 10 --set search.fitness=pq --set search.policy=path-priority \
+      --results "$RESULTS/../demo-controls.json" --out /tmp/demo-controls-unread.md > /dev/null
 fi
 step "done"
