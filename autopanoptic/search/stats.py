@@ -342,7 +342,7 @@ def expected_tau(tau: float, reliability: float, new_reliability: float = 1.0) -
     >>> round(expected_tau(tau_ceiling(0.8), 0.8), 3), round(expected_tau(0.3, 0.6, 0.6), 3)
     (1.0, 0.3)
     """
-    if not (0 < reliability <= 1 and 0 <= new_reliability <= 1):
+    if not (0 < reliability <= 1 and 0 <= new_reliability <= 1 and -1 <= tau <= 1):  # nan fails too
         return float("nan")
     r = math.sin(math.pi * float(tau) / 2) / math.sqrt(reliability)
     r = max(-1.0, min(1.0, r)) * math.sqrt(new_reliability)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from math import comb
 
 import numpy as np
@@ -239,3 +240,4 @@ def test_expected_tau_predicts_an_estimators_tau_against_a_more_reliable_truth(s
     assert stats.expected_tau(t, icc(k), icc(k)) == pytest.approx(t)
     assert stats.expected_tau(t, icc(k), 1.0) >= t - 1e-12
     assert stats.expected_tau(1.0, icc(k), icc(k)) == pytest.approx(stats.tau_ceiling(icc(k)))  # capped
+    assert math.isnan(stats.expected_tau(float("nan"), icc(k))) and math.isnan(stats.expected_tau(0.2, 0.0))
