@@ -64,10 +64,10 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
     base = ", ".join(f"{name} alone {tau:.2f}" for name, tau in res.baselines)
     click.echo(f"training-free baselines against the same truth: {base}" if base else "")
     click.echo(res.verdict)
-    if about is not None and 0 < about["reliability_icc"] <= 1:  # the tau read against the table's noise
+    true_tau = expected_tau(res.tau, about["reliability_icc"]) if about is not None else float("nan")
+    if true_tau == true_tau:  # the tau read against the table's noise (nan: no reliable table, no tau)
         click.echo(f"against the architectures' true quality (a truth without the table's seed noise) that tau "
-                   f"{res.tau:.2f} would be about {expected_tau(res.tau, about['reliability_icc']):.2f} "
-                   "(autopanoptic.search.stats.expected_tau)")
+                   f"{res.tau:.2f} would be about {true_tau:.2f} (autopanoptic.search.stats.expected_tau)")
     better = stronger_baselines(res.tau, dict(res.baselines), cfg.search.fitness)
     if better:
         click.echo(better)
