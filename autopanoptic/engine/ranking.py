@@ -196,6 +196,13 @@ def assess(archs: Sequence[Sequence[int]], fitness: Sequence[float], truth: Sequ
     )
 
 
+def _fitness_is_the_naswot_baseline(cfg, settings: RankingCheck) -> bool:
+    """Whether the search's fitness already is the NASWOT baseline's score (the same call, seed and
+    images), so that the check need not score every architecture twice."""
+    s = cfg.search
+    return s.fitness == "naswot" and not s.naswot_mask_head and s.seed == settings.seed
+
+
 def _journal_header(cfg, settings: RankingCheck, supernet_fp: dict[str, Any]) -> dict[str, Any]:
     from autopanoptic.config import config_to_dict
 
@@ -330,8 +337,9 @@ def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), da
     if bar is not None:
         bar.close()
     costs = [count(supernet, a, cfg.search.cost_image_size) for a in archs]
-    proxy = _on_every_rank(len(archs), lambda i: naswot_scores(supernet.config, [archs[i]], calib,
-                                                               seed=settings.seed)[0])
+    proxy = (list(fitness) if _fitness_is_the_naswot_baseline(cfg, settings) else
+             _on_every_rank(len(archs), lambda i: naswot_scores(supernet.config, [archs[i]], calib,
+                                                                seed=settings.seed)[0]))
     supernet = None  # its memory back before what follows (the scoring closures above are done with it)
     result = assess(archs, fitness, [float(t) for t in truth], settings,
                     baselines={"parameters": [c[0] for c in costs], "MACs": [c[1] for c in costs], "NASWOT": proxy},
@@ -390,7 +398,8 @@ def check_ranking(cfg, run, settings: RankingCheck = RankingCheck(), data=None, 
     costs = [count(supernet, pool[i], cfg.search.cost_image_size) for i in picked]
     from autopanoptic.nn.proxies import naswot_scores
 
-    proxy = naswot_scores(supernet.config, [pool[i] for i in picked], calib, seed=settings.seed)
+    proxy = ([fitness[i] for i in picked] if _fitness_is_the_naswot_baseline(cfg, settings) else
+             naswot_scores(supernet.config, [pool[i] for i in picked], calib, seed=settings.seed))
     supernet = None  # its memory back before what follows (the scoring closures above are done with it)
 
     # 3: quick truth, resumable; one architecture per rank at a time
