@@ -16,6 +16,7 @@ synthetic fitness landscape over the paper's 56-layer space. It needs no torch.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from autopanoptic_cli.pipeline import config_for, remember_config, workers_for, 
 
 def _fresh_folder(out: Path | None) -> Path:
     if out is None:
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # each rank would name its own folder
+            raise click.UsageError("under torchrun give --out: every rank must name the same run folder "
+                                   "(the default, runs/demo-<timestamp>, is each process's own clock)")
         out = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
         while out.exists():  # two demos in the same second never share a folder
             out = out.with_name(out.name + "-1")

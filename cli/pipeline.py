@@ -11,6 +11,7 @@ under ``torchrun`` the stage joins torchrun's process group instead.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import click
@@ -81,12 +82,12 @@ def config_for(config: str, out: Path | None) -> str:
 
 def remember_config(config: str, out: Path) -> None:
     """Record ``config`` (a preset name, or a YAML file as an absolute path) as the one the run in
-    ``out`` was started with, unless it already has one."""
+    ``out`` was started with, unless it already has one (under ``torchrun``: rank 0 alone writes it)."""
     from autopanoptic.config import PRESETS
     from autopanoptic.io import atomic_write_text
 
     record = Path(out) / BASE_CONFIG
-    if record.exists():
+    if record.exists() or int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun rank 0 writes it
         return
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, (config if config in PRESETS else str(Path(config).resolve())) + "\n")

@@ -168,7 +168,10 @@ def _resize(cfg: Config):
 
 
 def _save_config(cfg: Config, run: RunDir) -> None:
-    save_config(cfg, run.path("config.yaml"))
+    from autopanoptic.engine.distributed import world
+
+    if world().is_main:  # one writer of a run folder's files: rank 0 (every rank has the same config)
+        save_config(cfg, run.path("config.yaml"))
 
 
 def run_log(cfg: Config, run: RunDir):
@@ -312,8 +315,8 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     ``search/candidates.json``, ``arch.json`` and, with several ``search.objectives``,
     ``search/pareto.json`` (:func:`~autopanoptic.engine.search.pareto_record`)."""
     from autopanoptic.engine.latency import search_latency_table
+    from autopanoptic.engine import distributed
     from autopanoptic.engine.search import search_supernet
-    from autopanoptic.search import save_arch
 
     data = data or prepare_data(cfg, run, progress=progress)
     _save_config(cfg, run)
@@ -329,6 +332,16 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
             count=_cost_counter(cfg, model), latency=latency, op_costs=_op_costs(cfg, model, latency), progress=progress,
             log=log.write, resize=_resize(cfg), amp=cfg.eval.amp, loader_workers=cfg.data.loader_workers,
         )
+    if distributed.world().is_main:  # every rank has the outcome; rank 0 writes it, the others wait for it
+        _write_search_outcome(cfg, run, model, r, latency, outcome)
+    distributed.wait_for_all()  # a later stage reads arch.json on every rank
+    return outcome
+
+
+def _write_search_outcome(cfg: Config, run: RunDir, model, r, latency, outcome) -> None:
+    """``search/scoreboard.json``, ``search/pareto.json`` (several objectives) and ``arch.json``."""
+    from autopanoptic.search import save_arch
+
     board = outcome.scoreboard
     atomic_write_json(run.path("search", "scoreboard.json"), {
         "layers": [layer.name for layer in r.sub.layers],
@@ -347,7 +360,6 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
               policy=cfg.search.policy, fitness_kind=cfg.search.fitness, evaluations=len(outcome.history),
               params=params, macs=macs,
               top_k=[list(a) for a in outcome.top_k])
-    return outcome
 
 
 def _read_arch(run: RunDir, space, arch_path: str | Path | None, pick: int | None = None) -> Arch:
@@ -441,11 +453,12 @@ def retrain(cfg: Config, run: RunDir, data: RunData | None = None, *, arch_path=
     nets = {j: _built_network(cfg, data, jobs[j][1], supernet, jobs[j][0])
             for j in sorted({0, *mine}) if j == 0 or supernet is not None}
     del supernet
-    save_arch(space, arch, run.path("retrain", "arch.json"))
-    for i, a in enumerate(ctrl):
-        save_arch(space, a, run.path("retrain", "controls", str(i), "arch.json"), control=i)
-    if w.is_main:
+    if w.is_main:  # rank 0 writes the run folder's records; each rank writes only what it trains
+        save_arch(space, arch, run.path("retrain", "arch.json"))
+        for i, a in enumerate(ctrl):
+            save_arch(space, a, run.path("retrain", "controls", str(i), "arch.json"), control=i)
         controls.write_plan(run.root, space, ctrl)
+    distributed.wait_for_all()  # evaluation reads these on every rank
     result = None
     with run_log(cfg, run) as log:
         for j in mine:

@@ -276,3 +276,69 @@ def test_the_console_script_ends_through_exit_process():
     assert subprocess.run([str(exe), "--version"], capture_output=True, timeout=120).returncode == 0
     bad = subprocess.run([str(exe), "no-such-command"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
+
+
+# The demo as it ships (tiny-truth: a NASWOT search, one random control), shrunk: 10 images, 3 steps.
+DEMO_SETTINGS = [
+    "--set", "data.synthetic_images=10", "--set", "data.synthetic_size=48",
+    "--set", "data.eval_fraction=0.3", "--set", "data.val_fraction=0.3",
+    "--set", "search.evaluations=4", "--set", "retrain.steps=3", "--set", "retrain.batch_size=1",
+    "--set", "eval.draw=1", "--set", "model.exclude_ops=[dfconv3x3, dfconv5x5]",
+]
+
+
+def test_the_demo_under_torchrun_is_the_demo_on_two_workers(tmp_path):
+    """`demo` under ``torchrun`` joins its group instead of starting workers, and gives what ``--workers 2``
+    gives (the README's command on a 2-core machine): the same choice, the same network retrained by
+    rank 0 and control by rank 1, the same evaluation, one report; rank 0 alone prints."""
+    exe = Path(sys.executable).parent / "autopanoptic"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["--device", "cpu", "--no-progress", *DEMO_SETTINGS]
+    spawned, joined = tmp_path / "workers", tmp_path / "torchrun"
+    procs = {
+        spawned: subprocess.run([str(exe), "demo", "--out", str(spawned), "--workers", "2", *common],
+                                capture_output=True, text=True, env=env, timeout=600),
+        joined: subprocess.run([*TORCHRUN, str(HERE / "dist_cli.py"), str(tmp_path / "logs"), "demo",
+                                "--out", str(joined), *common], capture_output=True, text=True, env=env, timeout=600),
+    }
+    for out, proc in procs.items():
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        assert proc.stdout.count("Auto-Panoptic demo (tiny space, random search on NASWOT") == 1, proc.stdout
+        assert proc.stdout.count("report: ") == 1 and "(2 workers)" in proc.stdout
+    rank0, rank1 = (json.loads((tmp_path / "logs" / f"rank{r}.json").read_text()) for r in (0, 1))
+    mine = [Path(p) for p in rank1["written"] if Path(p).is_relative_to(joined.resolve())]
+    control = (joined / "retrain" / "controls" / "0").resolve()
+    # rank 1 writes only the control it trains (its search journal is a temporary file of its own); rank 0
+    # writes the run folder's records, each once
+    assert mine and all(p.parent == control for p in mine) and {p.name for p in mine} >= {"checkpoint.pt"}
+    for name in ("base_config.txt", "config.yaml", "arch.json", "retrain/arch.json", "retrain/controls/0/arch.json"):
+        assert str((joined / name).resolve()) in rank0["written"], name
+    runs = {}
+    for out in procs:
+        metrics = json.loads((out / "eval" / "metrics.json").read_text())
+        for key in ("seconds", "timings"):
+            metrics.pop(key, None)
+        for control in metrics.get("controls", []):
+            for key in ("seconds", "timings"):
+                control.pop(key, None)
+        arch = json.loads((out / "arch.json").read_text())
+        runs[out] = (arch, metrics)
+    assert runs[spawned][0] == runs[joined][0]
+    assert len(runs[spawned][1]["controls"]) == 1  # one control, trained beside the chosen network
+    assert _same(runs[joined][1], runs[spawned][1])
+    for out in procs:
+        assert {"train_supernet"}.isdisjoint(json.loads((out / "eval" / "metrics.json").read_text())["timings"])
+        assert (out / "report.md").is_file() and not (out / "supernet").exists()
+
+
+def test_the_demo_under_torchrun_needs_out(monkeypatch, tmp_path):
+    """Each rank would name its own runs/demo-<timestamp>: one line asks for --out, before anything is written."""
+    from click.testing import CliRunner
+
+    from autopanoptic_cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = CliRunner().invoke(main, ["demo", "--device", "cpu", "--no-progress", *DEMO_SETTINGS])
+    assert res.exit_code == 2 and "under torchrun give --out" in res.output
+    assert not (tmp_path / "runs").exists()
