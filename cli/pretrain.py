@@ -33,6 +33,12 @@ def _pretrain_options(f):
                      help="Images held out for the top-1 accuracy [0.1]."),
         click.option("--seed", type=int, default=None, help="Seed of the data order, flips and fair cycles [0]."),
         click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto."),
+        click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+                     help="PyTorch CPU threads per worker (0 = PyTorch's default)."),
+        click.option("--workers", type=click.IntRange(min=0), default=0, envvar="AUTOPANOPTIC_WORKERS",
+                     show_default=True,
+                     help="Worker processes on this machine (0 = one per CPU core on CPU, at most as many as a step "
+                          "keeps busy; 1 on CUDA); several GPUs or nodes: torchrun (docs/distributed.md)."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
     for opt in reversed(options):
@@ -56,23 +62,58 @@ def _echo_result(res, label: str) -> None:
     click.echo(f"backbone: {res.backbone_path}")
 
 
+def _launch(label: str, job: tuple, out: Path, pcfg, device: str, threads: int, workers: int, progress: bool,
+            busy: int) -> None:
+    """Run ``job`` (see :func:`_pretrain_job`) on ``workers`` local processes (0: one per core, at most
+    ``busy``, what one step keeps busy), or as this ``torchrun`` rank."""
+    from autopanoptic.engine.pipeline import resolve_device, set_threads
+    from autopanoptic.engine.workers import default_workers, launch
+
+    set_threads(threads)
+    dev = resolve_device(device)
+    n = workers or min(default_workers(dev), max(1, busy))
+    launch(n, _pretrain_job, (label, job, out, pcfg, str(dev), progress), device=dev, threads=threads)
+
+
+def _pretrain_job(label: str, job: tuple, out: Path, pcfg, device: str, progress: bool) -> None:
+    """One process's part of a pretraining: alone, a local worker, or a ``torchrun`` rank. Rank 0 holds
+    the folder's lock, writes it and prints; ``train`` shards each step (the passes of a strict-fair
+    cycle for the supernet, the images of each batch for a standalone backbone)."""
+    from autopanoptic.engine import distributed, pretrain
+    from autopanoptic.engine.runs import RunDir
+
+    w, dev = distributed.init_from_env(device)
+    fn = pretrain.pretrain_supernet if label == "pretrain-supernet" else pretrain.pretrain_standalone
+    data_dir, *rest = job
+    run = RunDir(out)
+    if w.is_main:
+        run.acquire()
+    try:
+        res = fn(data_dir, run.root, *rest, pcfg, device=dev, progress=progress and w.is_main)
+        distributed.barrier()  # every rank done before rank 0 lets the folder go
+    finally:
+        run.release()
+    if w.is_main:
+        _echo_result(res, label)
+
+
 @click.command("pretrain-supernet")
 @_pretrain_options
-def pretrain_supernet(data_dir, out, config, overrides, pretrain_config, device, progress, **values) -> None:
+def pretrain_supernet(data_dir, out, config, overrides, pretrain_config, device, threads, workers, progress,
+                      **values) -> None:
     """Pretrain the searchable backbone (+ a classifier) on DATA_DIR (one sub-folder of images per
-    class) with strict fairness; its backbone.pt initialises train-supernet."""
+    class) with strict fairness; its backbone.pt initialises train-supernet. Each step's strict-fair
+    cycle is dealt to the workers (--workers, or torchrun)."""
     from autopanoptic.config import load_config
     from autopanoptic.engine import pretrain
-    from autopanoptic.engine.pipeline import resolve_device
-    from autopanoptic.engine.runs import RunDir
+    from autopanoptic.search.spaces import BACKBONE_OPS
 
     cfg = load_config(config, list(overrides))
     pcfg = _pretrain_config(pretrain_config, **values)
     shape = pretrain.backbone_shape(cfg, "model")
-    with RunDir(out) as run:
-        res = pretrain.pretrain_supernet(data_dir, run.root, shape, pcfg, device=resolve_device(device),
-                                         progress=progress)
-    _echo_result(res, "pretrain-supernet")
+    # a step is one strict-fair cycle: one pass per backbone op (every layer offers every op)
+    _launch("pretrain-supernet", (data_dir, shape), out, pcfg, device, threads, workers, progress,
+            busy=len(BACKBONE_OPS))
 
 
 @click.command("pretrain")
@@ -81,23 +122,20 @@ def pretrain_supernet(data_dir, out, config, overrides, pretrain_config, device,
               help="The chosen architecture (arch.json of a run).")
 @click.option("--width", type=click.Choice(["retrain", "model"]), default="retrain", show_default=True,
               help="Backbone width: the retrained network's (retrain.preset) or the supernet's (model.preset).")
-def pretrain_standalone(data_dir, out, config, overrides, pretrain_config, device, progress, arch_file, width,
-                        **values) -> None:
+def pretrain_standalone(data_dir, out, config, overrides, pretrain_config, device, threads, workers, progress,
+                        arch_file, width, **values) -> None:
     """Pretrain the chosen architecture's backbone alone (at the retraining width) as a classifier on
-    DATA_DIR; its backbone.pt initialises retrain."""
+    DATA_DIR; its backbone.pt initialises retrain. Each batch is sliced over the workers (--workers, or
+    torchrun)."""
     from autopanoptic.config import load_config
     from autopanoptic.engine import pretrain
-    from autopanoptic.engine.pipeline import resolve_device
-    from autopanoptic.engine.runs import RunDir
 
     cfg = load_config(config, list(overrides))
     pcfg = _pretrain_config(pretrain_config, **values)
     shape = pretrain.backbone_shape(cfg, width)
     choices = pretrain.read_backbone_choices(cfg, arch_file)
-    with RunDir(out) as run:
-        res = pretrain.pretrain_standalone(data_dir, run.root, choices, shape, pcfg, device=resolve_device(device),
-                                           progress=progress)
-    _echo_result(res, "pretrain")
+    _launch("pretrain", (data_dir, choices, shape), out, pcfg, device, threads, workers, progress,
+            busy=pcfg.batch_size)
 
 
 @click.command("synth-classes")

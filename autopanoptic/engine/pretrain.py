@@ -287,11 +287,15 @@ def classification_accuracy(
     """Top-1 accuracy of ``task`` on ``dataset[indices]`` (items with ``image`` and ``label``),
     averaged over ``archs`` (backbone paths of a supernet; ``(None,)`` for a standalone network);
     ``nan`` for no images."""
+    correct, total = _correct_and_total(task, dataset, indices, archs=archs, batch_size=batch_size, device=device)
+    return correct / total if total else math.nan
+
+
+@torch.no_grad()
+def _correct_and_total(task, dataset, indices, *, archs, batch_size, device) -> tuple[int, int]:
     import numpy as np
 
     indices = [int(i) for i in indices]
-    if not indices:
-        return math.nan
     was = task.training
     task.eval()
     correct = total = 0
@@ -306,7 +310,7 @@ def classification_accuracy(
                 total += len(items)
     finally:
         task.train(was)
-    return correct / total
+    return correct, total
 
 
 # ---- hand-over file ------------------------------------------------------------------------------
@@ -500,16 +504,20 @@ def _run(
     progress: bool,
     stop_after: int | None,
     desc: str,
+    parallel: str,
 ) -> PretrainResult:
     from autopanoptic.data.imagefolder import split_indices
     from autopanoptic.data.metrics import json_safe
+    from autopanoptic.engine import distributed
     from autopanoptic.engine.train import train
 
+    main = distributed.world().is_main  # in a process group rank 0 alone writes OUT (train() included)
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     classes = list(dataset.classes)
     info = {"pretrain": cfg.to_dict(), "shape": shape.to_dict(), "classes": classes,
             "data": str(Path(dataset.root).resolve()), **meta}
-    atomic_write_text(out_dir / "pretrain.yaml", yaml.safe_dump(info, sort_keys=False))
+    if main:
+        atomic_write_text(out_dir / "pretrain.yaml", yaml.safe_dump(info, sort_keys=False))
     fingerprint = {
         "pretrain": cfg.to_dict(), "shape": shape.to_dict(), "classes": classes,
         "backbone_meta": {**_meta_of(_backbone_of(task)[1]), "prefix": "net.backbone."}, **meta,
@@ -517,18 +525,25 @@ def _run(
     result = train(
         task, _TrainItems(dataset), train_idx, cfg, archs_for_step=archs_for_step,
         checkpoint_path=out_dir / "checkpoint.pt", losses_path=out_dir / "losses.json", fingerprint=fingerprint,
-        device=device, stop_after=stop_after, flip=cfg.flip, progress=progress, desc=desc,
+        device=device, stop_after=stop_after, flip=cfg.flip, progress=progress, desc=desc, parallel=parallel,
     )
-    acc = classification_accuracy(task, dataset, val_idx, archs=eval_archs, batch_size=max(cfg.batch_size, 8),
-                                  device=device)
-    backbone_path = save_backbone(task, out_dir / "backbone.pt", classes=classes, steps=result.steps)
+    # each rank scores its share of the held-out images; the counts are summed (one process's accuracy)
+    counts = distributed.all_gather_objects(_correct_and_total(
+        task, dataset, distributed.shard(val_idx), archs=eval_archs, batch_size=max(cfg.batch_size, 8), device=device))
+    total = sum(t for _, t in counts)
+    acc = sum(c for c, _ in counts) / total if total else math.nan
+    backbone_path = out_dir / "backbone.pt"
+    if main:
+        save_backbone(task, backbone_path, classes=classes, steps=result.steps)
     first = result.losses[0]["loss"] if result.losses else math.nan
     last = sum(r["loss"] for r in result.losses[-5:]) / max(1, len(result.losses[-5:])) if result.losses else math.nan
     summary = {
         "steps": result.steps, "finished": result.steps >= cfg.steps, "first_loss": first, "last_loss_mean5": last,
         "val_images": len(val_idx), "val_top1": acc, "backbone": str(backbone_path), **meta,
     }
-    summary_path = atomic_write_json(out_dir / "summary.json", json_safe(summary))
+    summary_path = out_dir / "summary.json"
+    if main:
+        atomic_write_json(summary_path, json_safe(summary))
     return PretrainResult(task=task, steps=result.steps, resumed_from=result.resumed_from, losses=result.losses,
                           accuracy=acc, backbone_path=backbone_path, summary_path=summary_path)
 
@@ -565,7 +580,7 @@ def pretrain_supernet(
     eval_archs = fair_cycle_for_step(space, cfg.seed, cfg.steps)  # one cycle: every op once per layer
     return _run(task, dataset, out, cfg, shape, archs_for_step=lambda step: fair_cycle_for_step(space, cfg.seed, step),
                 eval_archs=eval_archs, meta={"form": "supernet"}, device=device, progress=progress,
-                stop_after=stop_after, desc="pretrain-supernet")
+                stop_after=stop_after, desc="pretrain-supernet", parallel="cycle")
 
 
 def pretrain_standalone(
@@ -604,4 +619,4 @@ def pretrain_standalone(
     task = ClassificationTask(net, shape.image_mean, shape.image_std)
     return _run(task, dataset, out, cfg, shape, archs_for_step=lambda step: [None], eval_archs=(None,),
                 meta={"form": "standalone", "choices": cs}, device=device, progress=progress,
-                stop_after=stop_after, desc="pretrain")
+                stop_after=stop_after, desc="pretrain", parallel="data")

@@ -253,3 +253,62 @@ def test_cli_synth_pretrain_and_errors(tmp_path):
     assert load_checkpoint(tmp_path / "std" / "backbone.pt")["backbone_meta"]["choices"] == list(CHOICES)
     res = runner.invoke(main, ["pretrain-supernet", str(tmp_path / "nope"), "--out", str(tmp_path / "x"), *common])
     assert res.exit_code == 2 and res.output.startswith("error: ") and "not found" in res.output
+
+
+def _pretrain_cli(folder, out, *extra, workers: int = 1, torchrun_logs=None):
+    """``autopanoptic pretrain-supernet / pretrain`` in a process of its own: ``--workers N``, or two
+    ``torchrun`` ranks watched by tests/engine/dist_cli.py (``torchrun_logs``: which files each wrote)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    common = ["--out", str(out), "--steps", "1", "--batch-size", "4", "--image-size", "16", "--lr", "0.01",
+              "--device", "cpu", "--no-progress",
+              "--set", "model.overrides={stage_blocks: [1, 1, 1, 1], widths: [8, 16, 24, 32, 48]}"]
+    if torchrun_logs is None:
+        cmd = [str(Path(sys.executable).parent / "autopanoptic"), *extra[:1], str(folder), *common, *extra[1:],
+               "--workers", str(workers)]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(Path(__file__).parent / "dist_cli.py"), str(torchrun_logs), *extra[:1], str(folder), *common,
+               *extra[1:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("AUTOPANOPTIC_WORKERS", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_pretraining_on_two_workers_is_the_single_process_pretraining(folder, tmp_path):
+    """The supernet's strict-fair cycle dealt to 2 workers: the single process's step (weights and
+    BatchNorm statistics within float tolerance), the same held-out accuracy, one line printed."""
+    outs = {}
+    for n in (1, 2):
+        text = _pretrain_cli(folder, tmp_path / f"w{n}", "pretrain-supernet", workers=n)
+        assert text.count("pretrain-supernet: 1 steps") == 1
+        outs[n] = load_checkpoint(tmp_path / f"w{n}" / "checkpoint.pt")
+    assert outs[1]["losses"][0]["loss"] == pytest.approx(outs[2]["losses"][0]["loss"], rel=1e-5)
+    for name, v in outs[1]["model"].items():
+        torch.testing.assert_close(outs[2]["model"][name], v, rtol=1e-4, atol=1e-5, msg=name)
+    summaries = [json.loads((tmp_path / f"w{n}" / "summary.json").read_text()) for n in (1, 2)]
+    assert summaries[0]["val_top1"] == summaries[1]["val_top1"] and summaries[0]["val_images"] > 0
+
+
+def test_standalone_pretraining_under_torchrun_writes_from_rank_0_alone(folder, tmp_path):
+    """Each batch sliced over 2 ranks; rank 0 alone writes the folder (rank 1 nothing); one line printed."""
+    from autopanoptic.nn.supernet import make_config
+    from autopanoptic.search import save_arch
+
+    save_arch_path = tmp_path / "arch.json"
+    space = make_config("tiny", 1, 1, stage_blocks=BLOCKS, widths=WIDTHS).search_space()
+    save_arch(space, space.validate(CHOICES + (1,) * (len(space) - len(CHOICES))), save_arch_path)
+    out = tmp_path / "std"
+    text = _pretrain_cli(folder, out, "pretrain", "--arch", str(save_arch_path), "--width", "model",
+                         torchrun_logs=tmp_path / "logs")
+    assert text.count("pretrain: 1 steps") == 1
+    rank0, rank1 = (json.loads((tmp_path / "logs" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank1["written"] == []
+    assert {p.split("/")[-1] for p in rank0["written"]} >= {"pretrain.yaml", "checkpoint.pt", "backbone.pt",
+                                                            "summary.json"}
+    assert load_checkpoint(out / "backbone.pt")["backbone_meta"]["choices"] == list(CHOICES)
