@@ -314,8 +314,8 @@ def search(cfg: Config, run: RunDir, data: RunData | None = None, *, device="cpu
     """Search the trained supernet; writes ``search/journal.jsonl``, ``search/scoreboard.json``,
     ``search/candidates.json``, ``arch.json`` and, with several ``search.objectives``,
     ``search/pareto.json`` (:func:`~autopanoptic.engine.search.pareto_record`)."""
-    from autopanoptic.engine.latency import search_latency_table
     from autopanoptic.engine import distributed
+    from autopanoptic.engine.latency import search_latency_table
     from autopanoptic.engine.search import search_supernet
 
     data = data or prepare_data(cfg, run, progress=progress)
