@@ -205,22 +205,6 @@ def extra_val(work: Path):
     return open_dataset(root, "images", "panoptic.json", "panoptic", d.kind), list(range(600, 900))
 
 
-def per_op_scores(space_n_choices, pool_archs, pool_fit):
-    """Per layer and choice, the mean rank (1 = worst) of the pool paths using it, centred."""
-    from autopanoptic.search.stats import average_ranks
-
-    ranks = average_ranks(pool_fit)
-    a = np.asarray(pool_archs)
-    scores = []
-    for layer, n in enumerate(space_n_choices):
-        row = []
-        for c in range(n):
-            use = a[:, layer] == c
-            row.append(float(ranks[use].mean() - ranks.mean()) if use.any() else 0.0)
-        scores.append(row)
-    return scores
-
-
 def report(args, data: dict) -> str:
     from _machine import cpu_name
 
@@ -305,7 +289,9 @@ def report(args, data: dict) -> str:
             r = OpRestriction.build(space, EXCLUDE_OPS)
             arch_of = {k: r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - args.pool_offset])))
                        for k in pool_idx}
-            scores = per_op_scores(space.n_choices, [arch_of[k] for k in pool_idx], [pool[k] for k in pool_idx])
+            # per-op rank scoring: each choice's mean rank among the pool's paths, centred (nan: unused, scored 0)
+            scores = [[0.0 if np.isnan(x) else x for x in row] for row in stats.op_marginals(
+                [arch_of[k] for k in pool_idx], stats.average_ranks([pool[k] for k in pool_idx]), space.n_choices)]
             vals = {str(i): float(sum(scores[l][c] for l, c in enumerate(gt.archs[i]))) for i in idx}
             add(f"{name}:per-op", f"supernet `{name}`: per-op rank scoring over {len(pool)} random paths", vals,
                 f"{len(pool)} fitness evaluations")

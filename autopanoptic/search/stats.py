@@ -41,6 +41,7 @@ __all__ = [
     "kendall_tau",
     "mean_reliability",
     "op_effects",
+    "op_marginals",
     "paired_difference",
     "permutation_p",
     "spearman_brown",
@@ -420,6 +421,29 @@ def wilcoxon_signed_rank(d: Sequence[float]) -> tuple[float, float]:
     return w, float(0.5 * math.erfc(z / math.sqrt(2)))
 
 
+def op_marginals(archs: Sequence[Sequence[int]], values: Sequence[float], n_choices: Sequence[int]) -> list[list[float]]:
+    """Per layer and choice, the mean of ``values`` over the architectures that use that choice minus
+    the mean over all (the choice's marginal effect; ``nan`` where none uses it). With ``values`` the
+    ranks of a pool's fitnesses (:func:`average_ranks`), it is per-op rank scoring: an architecture's
+    score is the sum of its choices' marginals. :func:`op_effects` adds intervals.
+
+    >>> op_marginals([(0, 1), (1, 1), (1, 0)], [1.0, 2.0, 3.0], [2, 3])
+    [[-1.0, 0.5], [1.0, -0.5, nan]]
+    """
+    a = np.asarray(archs, dtype=np.int64)
+    v = np.asarray(values, float)
+    if a.ndim != 2 or len(a) != len(v):
+        raise ValueError("archs must be a list of equal-length architectures, one per value")
+    out = []
+    for layer, n in enumerate(n_choices):
+        row = []
+        for c in range(int(n)):
+            use = a[:, layer] == c
+            row.append(float(v[use].mean() - v.mean()) if use.any() else float("nan"))
+        out.append(row)
+    return out
+
+
 def op_effects(archs: Sequence[Sequence[int]], values: Sequence[float], n_choices: Sequence[int], *,
                n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[list[dict[str, float]]]:
     """Per layer and choice, the mean of ``values`` over the architectures that use that choice minus
@@ -430,10 +454,9 @@ def op_effects(archs: Sequence[Sequence[int]], values: Sequence[float], n_choice
     >>> [round(e["effect"], 2) for e in eff[0]], [e["n"] for e in eff[0]]
     ([-1.0, 1.0], [2, 2])
     """
+    effects = op_marginals(archs, values, n_choices)
     a = np.asarray(archs, dtype=np.int64)
     v = np.asarray(values, float)
-    if a.ndim != 2 or len(a) != len(v):
-        raise ValueError("archs must be a list of equal-length architectures, one per value")
     rng = np.random.default_rng(seed)
     boot = rng.integers(0, len(v), (int(n_boot), len(v)))
     out = []
@@ -444,7 +467,7 @@ def op_effects(archs: Sequence[Sequence[int]], values: Sequence[float], n_choice
             if not use.any():
                 row.append({"effect": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0})
                 continue
-            eff = float(v[use].mean() - v.mean())
+            eff = effects[layer][c]
             bu, bv = use[boot], v[boot]
             counts = bu.sum(axis=1)
             ok = counts > 0
