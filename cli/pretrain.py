@@ -90,7 +90,7 @@ def _pretrain_job(label: str, job: tuple, out: Path, pcfg, device: str, progress
         run.acquire()
     try:
         res = fn(data_dir, run.root, *rest, pcfg, device=dev, progress=progress and w.is_main)
-        distributed.barrier()  # every rank done before rank 0 lets the folder go
+        distributed.wait_for_all()  # every rank done (rank 0 wrote the folder) before rank 0 lets it go
     finally:
         run.release()
     if w.is_main:
