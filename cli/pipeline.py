@@ -49,16 +49,17 @@ def workers_option():
                              "supernet training keeps busy; 1 on CUDA); see docs/distributed.md.")
 
 
-def workers_for(workers: int, device, cfg=None) -> int:
+def workers_for(workers: int, device, cfg=None, busy: int | None = None) -> int:
     """The number of worker processes ``--workers`` asks for on ``device``; 0 (the default): one per
-    CPU core (one on CUDA), at most as many as the run's supernet training keeps busy (``cfg``;
-    :func:`autopanoptic.engine.workers.useful_workers`)."""
+    CPU core (one on CUDA), at most as many as the work keeps busy: the run's supernet training
+    (``cfg``; :func:`autopanoptic.engine.workers.useful_workers`), or ``busy`` processes."""
     from autopanoptic.engine.workers import default_workers, useful_workers
 
     if workers:
         return workers
     n = default_workers(device)
-    return min(n, useful_workers(cfg)) if cfg is not None else n
+    cap = useful_workers(cfg) if cfg is not None else busy
+    return n if cap is None else min(n, max(1, cap))
 
 
 _BODIES: dict = {}  # stage command name -> its body (looked up by name in the worker processes)

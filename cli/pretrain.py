@@ -67,12 +67,13 @@ def _launch(label: str, job: tuple, out: Path, pcfg, device: str, threads: int, 
     """Run ``job`` (see :func:`_pretrain_job`) on ``workers`` local processes (0: one per core, at most
     ``busy``, what one step keeps busy), or as this ``torchrun`` rank."""
     from autopanoptic.engine.pipeline import resolve_device, set_threads
-    from autopanoptic.engine.workers import default_workers, launch
+    from autopanoptic.engine.workers import launch
+    from autopanoptic_cli.pipeline import workers_for
 
     set_threads(threads)
     dev = resolve_device(device)
-    n = workers or min(default_workers(dev), max(1, busy))
-    launch(n, _pretrain_job, (label, job, out, pcfg, str(dev), progress), device=dev, threads=threads)
+    launch(workers_for(workers, dev, busy=busy), _pretrain_job, (label, job, out, pcfg, str(dev), progress),
+           device=dev, threads=threads)
 
 
 def _pretrain_job(label: str, job: tuple, out: Path, pcfg, device: str, progress: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from autopanoptic_cli.pipeline import _needs_supernet, _stage, run_options
@@ -65,7 +67,7 @@ def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
     click.echo(f"training-free baselines against the same truth: {base}" if base else "")
     click.echo(res.verdict)
     true_tau = expected_tau(res.tau, about["reliability_icc"]) if about is not None else float("nan")
-    if true_tau == true_tau:  # the tau read against the table's noise (nan: no reliable table, no tau)
+    if not math.isnan(true_tau):  # the tau read against the true quality (nan: no reliable table)
         click.echo(f"against the architectures' true quality (a truth without the table's seed noise) that tau "
                    f"{res.tau:.2f} would be about {true_tau:.2f} (autopanoptic.search.stats.expected_tau)")
     better = stronger_baselines(res.tau, dict(res.baselines), cfg.search.fitness)

@@ -270,9 +270,10 @@ def _pretrain_cli(folder, out, *extra, workers: int = 1, torchrun_logs=None):
         cmd = [str(Path(sys.executable).parent / "autopanoptic"), *extra[:1], str(folder), *common, *extra[1:],
                "--workers", str(workers)]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(Path(__file__).parent / "dist_cli.py"), str(torchrun_logs), *extra[:1], str(folder), *common,
-               *extra[1:]]
+        from tests.engine.test_distributed import TORCHRUN
+
+        cmd = [*TORCHRUN, str(Path(__file__).parent / "dist_cli.py"), str(torchrun_logs), *extra[:1], str(folder),
+               *common, *extra[1:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("AUTOPANOPTIC_WORKERS", None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

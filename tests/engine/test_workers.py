@@ -212,6 +212,9 @@ def test_the_default_workers_stop_at_what_supernet_training_keeps_busy(monkeypat
     monkeypatch.setattr(W, "usable_cpus", lambda: 64)  # a big CPU server: no 52 idle ranks, no 63 controls
     assert workers_for(0, "cpu", cfg) == cycle
     assert workers_for(20, "cpu", cfg) == 20  # asked for: given
+    assert workers_for(0, "cpu", busy=3) == 3  # pretraining: what one step keeps busy
+    assert workers_for(0, "cpu", busy=0) == 1
+    assert workers_for(0, "cpu") == 64
     assert workers_for(0, "cpu", load_config("tiny-truth", ["train.parallel=data"])) == cfg.train.batch_size
     monkeypatch.setattr(W, "usable_cpus", lambda: 2)
     assert workers_for(0, "cpu", cfg) == 2
