@@ -1,4 +1,5 @@
-"""``autopanoptic check-ranking``: does the run's trained supernet rank architectures like training does?"""
+"""``autopanoptic check-ranking``: does the run's search fitness (a trained supernet's, or a training-free
+score such as NASWOT) rank architectures like training does?"""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ def _precheck(cfg, out, options) -> None:
 @click.command("check-ranking")
 @run_options
 @click.option("--archs", type=click.IntRange(min=4), default=12, show_default=True,
-              help="Architectures trained from scratch (spread over the supernet's fitness range).")
+              help="Architectures trained from scratch (spread over the search fitness's range).")
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
               help="Training steps of each (the retrain recipe, from scratch, shortened).")
 @click.option("--pool", type=click.IntRange(min=4), default=48, show_default=True,
-              help="Random architectures whose supernet fitness is measured to pick --archs from.")
+              help="Random architectures whose search fitness is measured to pick --archs from.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the pool.")
 @click.option("--truth", type=click.Choice(["auto", "table", "quick"]), default="auto", show_default=True,
               help="What the fitness is held against: quick trainings from scratch (quick), or the ground-truth "
@@ -34,9 +35,10 @@ def _precheck(cfg, out, options) -> None:
                    "tiny-truth preset; no training needed); auto = table where it applies, else quick.")
 @_stage(["check-ranking"], precheck=_precheck)
 def check_ranking(cfg, run, device, progress, archs, steps, pool, seed, truth):
-    """Report Kendall's tau between the supernet's fitness and how architectures train: a few trained
-    briefly from scratch (resumable), or the ground-truth table where the run matches it; the verdict
-    says whether to trust a search."""
+    """Report Kendall's tau between the search's fitness (search.fitness: the trained supernet's, or
+    NASWOT, which needs none) and how architectures train: a few trained briefly from scratch
+    (resumable), or the ground-truth table where the run matches it; the verdict says whether to trust
+    a search."""
     from autopanoptic.engine.distributed import world
     from autopanoptic.engine.ranking import RankingCheck, check_ranking as check, check_ranking_on_table, stronger_baselines
     from autopanoptic.engine.report import write_report

@@ -1,12 +1,13 @@
-"""``check-ranking``: does a trained supernet rank architectures the way training them does?
+"""``check-ranking``: does the search's fitness rank architectures the way training them does?
 
-A one-shot search is only worth running on a supernet whose fitness orders architectures like
-their stand-alone accuracy. :func:`check_ranking` measures that on a run folder with a trained
-supernet:
+A one-shot search is only worth running on a fitness that orders architectures like their
+stand-alone accuracy: a trained supernet's (``search.fitness: pq`` and the like) or a training-free
+score (``naswot``, the ``tiny`` presets' default, which needs no supernet). :func:`check_ranking`
+measures that on a run folder (with a trained supernet where the fitness reads one):
 
 1. draw a pool of ``pool`` architectures uniformly from the sampling space (seeded) and measure
    each one's fitness exactly as the search does (:func:`autopanoptic.engine.search.candidate_fitness`
-   of ``search.fitness``: by default BN recalibration, then PQ on the search-validation split);
+   of ``search.fitness``: for ``pq``, BN recalibration, then PQ on the search-validation split);
 2. pick ``archs`` of them spread evenly over the fitness range (sorted by fitness, evenly spaced
    positions), so the check sees good and bad paths alike;
 3. train each picked architecture briefly **from scratch** (``steps`` steps of the ``retrain``
@@ -18,7 +19,7 @@ supernet:
 
 When the run's data, preset and sampling space are those of a ground-truth table
 (:mod:`autopanoptic.engine.truth`; the ``tiny-truth`` preset's, the demo's), no quick truth is
-needed: :func:`check_ranking_on_table` scores the table's architectures with the supernet's fitness
+needed: :func:`check_ranking_on_table` scores the table's architectures with the search's fitness
 and holds them against the table's means (several seeds of the full recipe each), and says how far
 the table's own noise caps tau (:func:`autopanoptic.search.stats.tau_ceiling`).
 
@@ -296,7 +297,7 @@ def table_for_check(cfg) -> tuple[Any, Path]:
 def check_ranking_on_table(cfg, run, settings: RankingCheck = RankingCheck(), data=None, *, device="cpu",
                            progress: bool = True) -> tuple[RankingResult, dict[str, Any]]:
     """The check against a ground-truth table instead of quick trainings: every architecture of the
-    table (with the seeds all of them have) is scored with the supernet's fitness, as the search
+    table (with the seeds all of them have) is scored with the search's fitness, as the search
     scores candidates, and held against the table's mean PQ. Needs a run whose data, preset and
     sampling space match the table (``eval.ground_truth``; a :class:`ConfigError` says what differs).
     Returns the result and a description of the truth (table, architectures, seeds, reliability,
