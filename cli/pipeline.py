@@ -204,7 +204,8 @@ def train_supernet(cfg, run, device, progress):
 @run_options
 @_stage(["search"], precheck=_needs_supernet)
 def search(cfg, run, device, progress):
-    """Search the trained supernet (resumes from the run folder's journal)."""
+    """Search the space by search.fitness: the trained supernet's, or a training-free score such as
+    NASWOT (the tiny presets' default, no supernet needed). Resumes from the run folder's journal."""
     from autopanoptic.engine import pipeline
 
     from autopanoptic.engine.distributed import world
