@@ -69,6 +69,27 @@ class Cache:
         atomic_write_json(self.path, self.data)
 
 
+def pool_archs(space, keys, pool_offset: int) -> list:
+    """The random paths a supernet's pool scored, in the order of ``keys`` (cache key ``pool_offset + k``
+    is path k, drawn from the restricted space with seed ``[99, k]``), in the full-space encoding."""
+    from autopanoptic.engine.restrict import OpRestriction
+
+    r = OpRestriction.build(space, EXCLUDE_OPS)
+    return [r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - pool_offset]))) for k in keys]
+
+
+def per_op_scorer(space, pool: dict, pool_offset: int):
+    """Per-op rank scoring from a supernet's pool ``{key: fitness}``: each choice's mean rank among the
+    pool's paths, centred (``stats.op_marginals``; a choice no path used scores 0); an architecture
+    scores the sum over its choices. Returns ``arch -> score``."""
+    from autopanoptic.search import stats
+
+    keys = sorted(pool, key=int)
+    scores = [[0.0 if np.isnan(x) else x for x in row] for row in stats.op_marginals(
+        pool_archs(space, keys, pool_offset), stats.average_ranks([pool[k] for k in keys]), space.n_choices)]
+    return lambda arch: float(sum(scores[layer][c] for layer, c in enumerate(arch)))
+
+
 def supernet_cost(run_dir: Path) -> str:
     """A supernet's training cost from its run log: its steps and their median images/s (wall time
     would measure whatever else the machine ran, and a resumed training has several)."""
@@ -288,16 +309,8 @@ def report(args, data: dict) -> str:
                 cost(name + ":pq-val300"))
         pool = data.get(f"{name}:pool-pq", {})
         if len(pool) >= 8:
-            from autopanoptic.engine.restrict import OpRestriction
-
-            pool_idx = sorted(pool, key=int)
-            r = OpRestriction.build(space, EXCLUDE_OPS)
-            arch_of = {k: r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - args.pool_offset])))
-                       for k in pool_idx}
-            # per-op rank scoring: each choice's mean rank among the pool's paths, centred (nan: unused, scored 0)
-            scores = [[0.0 if np.isnan(x) else x for x in row] for row in stats.op_marginals(
-                [arch_of[k] for k in pool_idx], stats.average_ranks([pool[k] for k in pool_idx]), space.n_choices)]
-            vals = {str(i): float(sum(scores[l][c] for l, c in enumerate(gt.archs[i]))) for i in idx}
+            score = per_op_scorer(space, pool, args.pool_offset)
+            vals = {str(i): score(gt.archs[i]) for i in idx}
             add(f"{name}:per-op", f"supernet `{name}`: per-op rank scoring over {len(pool)} random paths", vals,
                 f"{len(pool)} fitness evaluations")
     for fs in [k[:-3] for k in data if k.endswith(":pq") and "fewshot" in k]:
@@ -387,13 +400,11 @@ def paired_section(kept: dict, idx: list[int], truth, base: str, which: str) -> 
 
 def op_bias_section(args, data, gt, idx, truth, space) -> list[str]:
     """Per-op marginal effects the supernets imply (over their random pool) against the truth's."""
-    from autopanoptic.engine.restrict import OpRestriction
     from autopanoptic.search import stats
 
     if len(idx) < 8:
         return ["## Per-op effects: supernet against truth", "", "Not yet: fewer than 8 architectures with all seeds.", ""]
     true_eff = stats.op_effects([gt.archs[i] for i in idx], 100 * truth, space.n_choices, n_boot=2000)
-    r = OpRestriction.build(space, EXCLUDE_OPS)
     L = ["## Per-op effects: supernet against truth", "",
          "For each layer and op, the marginal effect (mean over the architectures using the op minus the mean "
          "of all; `autopanoptic.search.stats.op_effects`) of the supernet's fitness over its random pool "
@@ -406,7 +417,7 @@ def op_bias_section(args, data, gt, idx, truth, space) -> list[str]:
     for name in [k[: -len(":pool-pq")] for k in data if k.endswith(":pool-pq")]:  # the main table's order
         pool = data[f"{name}:pool-pq"]
         keys = sorted(pool, key=int)
-        archs = [r.to_full(r.sub.sample(np.random.default_rng([99, int(k) - args.pool_offset]))) for k in keys]
+        archs = pool_archs(space, keys, args.pool_offset)
         ranks = stats.average_ranks([pool[k] for k in keys])
         sup_eff = stats.op_effects(archs, ranks, space.n_choices, n_boot=2000)
         xs, ys, fav, unfav = [], [], [], []
