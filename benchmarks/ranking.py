@@ -295,8 +295,9 @@ def report(args, data: dict) -> str:
             tcost = supernet_cost(args.work / "supernets" / name)
             add(f"{name}:pq", f"supernet `{name}`: search fitness (PQ, 100 val images)", data[f"{name}:pq"],
                 f"{tcost} + {cost(name + ':pq')}")
-            add(f"{name}:loss", f"supernet `{name}`: validation loss (lower is better)", data.get(f"{name}:loss", {}),
-                cost(name + ":loss"))
+            if data.get(f"{name}:loss"):
+                add(f"{name}:loss", f"supernet `{name}`: validation loss (lower is better)", data[f"{name}:loss"],
+                    cost(name + ":loss"))
         pq_, loss_ = data.get(f"{name}:pq", {}), data.get(f"{name}:loss", {})
         both = [k for k in pq_ if k in loss_]
         if both:
