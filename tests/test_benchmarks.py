@@ -228,6 +228,31 @@ def test_the_ranking_page_holds_estimators_against_a_chosen_block_of_seeds_only_
         ranking.report(args, data)
 
 
+def test_a_cache_with_only_a_supernets_pool_still_gets_per_op_scores_and_test_5s_sum(tmp_path, monkeypatch):
+    import argparse
+
+    gt = load(BENCH / "ground_truth.py", monkeypatch)
+    ranking = load(BENCH / "ranking.py", monkeypatch)
+    space, archs = gt.draw_archs(12, 2026)
+    table = gt.header(12, 2, 2026)
+    table["architectures"] = [{"index": i, "arch": list(a), "runs": [{"seed": s, "pq": 0.5 + 0.01 * sum(a)}
+                                                                      for s in range(2)]} for i, a in enumerate(archs)]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    keys = [str(100000 + k) for k in range(40)]
+    fit = {k: float(sum(a)) for k, a in zip(keys, ranking.pool_archs(space, keys, 100000))}  # additive in the choices
+    score = ranking.per_op_scorer(space, fit, 100000)
+    negated = ranking.per_op_scorer(space, {k: -v for k, v in fit.items()}, 100000)
+    assert all(score(a) == pytest.approx(-negated(a)) for a in archs)  # centred ranks: the reverse order negates
+    assert score(max(archs, key=sum)) > score(min(archs, key=sum))
+    data = {"naswot": {str(i): float(sum(a)) for i, a in enumerate(archs)}, "holdout-900:pool-pq": fit}
+    args = argparse.Namespace(table=path, truth_key="pq", truth_seeds=None, work=tmp_path, pool_offset=100000)
+    text = ranking.report(args, data)
+    assert "| supernet `holdout-900`: per-op rank scoring over 40 random paths | 12 |" in text
+    assert "| NASWOT rank + supernet `holdout-900` per-op rank | 12 |" in text
+    assert "validation loss" not in text  # no row for what the cache does not hold
+
+
 def test_cost_dealing_puts_every_pass_on_one_rank_and_never_loses_to_the_bound(monkeypatch):
     cd = load(BENCH / "cycle_dealing.py", monkeypatch)
     costs = [5.0, 1.0, 1.0, 4.0, 2.0, 3.0]
