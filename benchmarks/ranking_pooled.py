@@ -24,10 +24,22 @@ import numpy as np  # noqa: E402
 from ground_truth import draw_archs  # noqa: E402
 from ranking import per_op_scorer  # noqa: E402
 
-from autopanoptic.engine.truth import GroundTruth  # noqa: E402
+from autopanoptic.engine.truth import GroundTruth, same_settings  # noqa: E402
 from autopanoptic.search import stats  # noqa: E402
 
 SINGLE = ("params", "macs", "naswot")
+
+
+def not_poolable(first: GroundTruth, other: GroundTruth) -> str | None:
+    """Why ``other``'s architectures are not one sample with ``first``'s (None if they are): the same
+    preset, sampling space, data and recipe (settings added since the older table hold their defaults)."""
+    if (other.preset, other.exclude_ops) != (first.preset, first.exclude_ops):
+        return "another preset or sampling space"
+    for section, a, b in (("data", first.data, other.data), ("retrain", first.recipe, other.recipe)):
+        why = same_settings(a, b, section)
+        if why is not None:
+            return why
+    return None
 
 
 def main() -> None:
@@ -43,8 +55,14 @@ def main() -> None:
     per_op = per_op_scorer(space, pool, args.pool_offset)
     truth: list[float] = []
     est: dict[str, list[float]] = {k: [] for k in (*SINGLE, "per-op")}
+    first = None
     for table, cache in pairs:
         gt, data = GroundTruth.load(Path(table)).settled(), json.loads(Path(cache).read_text())
+        first = first or gt
+        why = not_poolable(first, gt)
+        if why is not None:
+            why = why.replace(" in the run", " in it").replace(" in the table", " in the first")
+            raise SystemExit(f"{table} cannot be pooled with {pairs[0][0]}: {why}")
         values = gt.table("pq")
         n_seeds = max(len(v) for v in values)
         for i, v in enumerate(values):

@@ -253,6 +253,25 @@ def test_a_cache_with_only_a_supernets_pool_still_gets_per_op_scores_and_test_5s
     assert "validation loss" not in text  # no row for what the cache does not hold
 
 
+def test_tables_are_pooled_only_with_the_same_data_and_recipe(tmp_path, monkeypatch):
+    from autopanoptic.engine.truth import GroundTruth
+
+    gt = load(BENCH / "ground_truth.py", monkeypatch)
+    pooled = load(BENCH / "ranking_pooled.py", monkeypatch)
+
+    def table(name, arch_seed, **recipe):
+        t = gt.header(4, 2, arch_seed)
+        t["recipe"].update(recipe)
+        t["architectures"] = [{"index": i, "arch": list(a), "runs": [{"seed": s, "pq": 0.5} for s in range(2)]}
+                              for i, a in enumerate(gt.draw_archs(4, arch_seed)[1])]
+        (tmp_path / name).write_text(json.dumps(t))
+        return GroundTruth.load(tmp_path / name)
+
+    first = table("a.json", 2026)
+    assert pooled.not_poolable(first, table("b.json", 2027)) is None  # another draw of the same space and recipe
+    assert "retrain.steps" in pooled.not_poolable(first, table("c.json", 2027, steps=900))
+
+
 def test_cost_dealing_puts_every_pass_on_one_rank_and_never_loses_to_the_bound(monkeypatch):
     cd = load(BENCH / "cycle_dealing.py", monkeypatch)
     costs = [5.0, 1.0, 1.0, 4.0, 2.0, 3.0]
