@@ -7,9 +7,10 @@
 #
 # Every step resumes (a finished search or training is skipped, an interrupted one continues from its
 # checkpoint), so running it again continues where it stopped. Every step had finished by
-# 2026-12-02 01:12 UTC (results committed): running it again re-checks and re-writes pages only. Run it from a checkout that nothing
-# edits while it runs: the processes load code and presets as they go. RESULTS is the folder of
-# tiny.json and searches-tiny.json that the results go to (default: this checkout's), PY the Python
+# 2026-12-02 01:12 UTC (results committed): running it again re-checks and re-writes pages only.
+# Run it from a checkout that nothing edits while it runs: the processes load code and presets as
+# they go. RESULTS is the folder of tiny.json and searches-tiny.json that the results go to (default:
+# this checkout's), PY the Python
 # (default: the venv beside RESULTS's checkout, else this checkout's).
 #
 # 1. The replication fixed on docs/benchmarks/search-vs-random.md (c09c0d6): 30 new searches with the

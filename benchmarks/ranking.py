@@ -289,7 +289,8 @@ def report(args, data: dict) -> str:
     # supernets with a fitness on the table's architectures, then those with only a pool of random paths
     # (a table whose cache holds just the pool still gets the per-op rows and test 5's sum)
     names = [k[:-3] for k in data if k.endswith(":pq") and not k.endswith("pool-pq") and "fewshot" not in k]
-    names += [k[:-8] for k in data if k.endswith(":pool-pq") and "fewshot" not in k and k[:-8] not in names]
+    pooled = [k[: -len(":pool-pq")] for k in data if k.endswith(":pool-pq") and "fewshot" not in k]
+    names += [n for n in pooled if n not in names]
     for name in names:
         if f"{name}:pq" in data:
             tcost = supernet_cost(args.work / "supernets" / name)
